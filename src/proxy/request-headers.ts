@@ -1,0 +1,104 @@
+// Builds the header list sent upstream from what the client sent: drops hop-by-hop
+// headers (RFC 9110 §7.6.1) and anything the client named in Connection, and drops every
+// header in portcullis' identity namespace (SPEC §4) in any letter case and with '_' for
+// '-', so a client can never supply an identity. The proxy's own values are appended after.
+
+/** Headers the client may never set (compared lowercased with '_' → '-'). */
+const IDENTITY_HEADERS = new Set([
+  'x-forwarded-client-cert',
+  'client-cert',
+  'client-cert-chain',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+]);
+const IDENTITY_PREFIX = 'x-client-';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'http2-settings',
+  // Node's server already answered 100-continue; the upstream request is sent whole
+  'expect',
+]);
+
+export function canonicalName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
+}
+
+export function isIdentityHeader(canonical: string): boolean {
+  return canonical.startsWith(IDENTITY_PREFIX) || IDENTITY_HEADERS.has(canonical);
+}
+
+export interface FilteredHeaders {
+  headers: string[];
+  /** the client's X-Request-Id when it was valid */
+  requestId: string | undefined;
+  host: string | undefined;
+  /** the client asked for trailers (te: trailers), which gRPC needs */
+  teTrailers: boolean;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** rawHeaders: Node's [name, value, name, value, ...] as received. */
+export function filterRequestHeaders(raw: readonly string[]): FilteredHeaders {
+  let connectionTokens: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      connectionTokens ??= new Set();
+      for (const t of raw[i + 1]!.split(',')) {
+        const tok = canonicalName(t.trim());
+        if (tok) connectionTokens.add(tok);
+      }
+    }
+  }
+  const headers: string[] = [];
+  let requestId: string | undefined;
+  let host: string | undefined;
+  let teTrailers = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const c = canonicalName(name);
+    if (isIdentityHeader(c)) {
+      if (c === 'x-request-id' && requestId === undefined && REQUEST_ID_RE.test(value)) requestId = value;
+      continue;
+    }
+    if (HOP_BY_HOP.has(c)) {
+      if (c === 'te' && /(^|,)\s*trailers\s*(,|$)/i.test(value)) teTrailers = true;
+      continue;
+    }
+    if (connectionTokens?.has(c)) continue;
+    if (c === 'host') {
+      if (host !== undefined) continue; // Node rejects duplicate Host; belt and braces
+      host = value;
+    }
+    headers.push(name, value);
+  }
+  return { headers, requestId, host, teTrailers };
+}
+
+/** Response headers from upstream: drop hop-by-hop ones before relaying to the client. */
+export function filterResponseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  let connectionTokens: Set<string> | undefined;
+  const conn = headers['connection'];
+  if (conn) connectionTokens = new Set(String(conn).split(',').map((t) => t.trim().toLowerCase()));
+  for (const key in headers) {
+    const v = headers[key];
+    if (v === undefined) continue;
+    if (HOP_BY_HOP.has(key) || connectionTokens?.has(key)) continue;
+    out[key] = v;
+  }
+  return out;
+}

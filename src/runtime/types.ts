@@ -1,0 +1,51 @@
+// Shapes shared by the runtime and the protocol front ends: what one configuration
+// generation provides for a listener and a route, and what a connection carries.
+import type { TlsRuntime, PeerResult } from '../tls/listener-tls.js';
+import type { ListenerConfig, ClientAuth } from '../config/schema.js';
+import type { CompiledRule } from '../policy/rules.js';
+import type { RouteTable } from '../routing/route-table.js';
+import type { UpstreamPool } from '../upstream/pool.js';
+import type { IdentityHeaderOptions } from '../proxy/identity-headers.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
+
+export interface RouteRuntime {
+  name: string;
+  index: number;
+  /** the route's own client_auth, or the listener's */
+  clientAuth: ClientAuth;
+  allow: CompiledRule[];
+  deny: CompiledRule[];
+  upstream: UpstreamPool;
+  upstreamName: string;
+  timeout: number | undefined;
+}
+
+export interface ListenerRuntime {
+  name: string;
+  generation: number;
+  cfg: ListenerConfig;
+  tls: TlsRuntime | undefined;
+  table: RouteTable;
+  routes: RouteRuntime[];
+  allow: CompiledRule[];
+  deny: CompiledRule[];
+  identity: IdentityHeaderOptions;
+  telemetry: Telemetry;
+}
+
+/** Per-connection state, computed once when the handshake completes. */
+export interface ConnState {
+  listener: ListenerRuntime;
+  peer: PeerResult;
+  identityHeaders: string[];
+  tlsVersion: string | null;
+  remoteAddress: string;
+  /** the client{} object of access log lines */
+  logClient: Record<string, string | undefined>;
+}
+
+export const kConn = Symbol.for('portcullis.conn');
+
+export function connOf(socket: unknown): ConnState | undefined {
+  return (socket as { [kConn]?: ConnState })[kConn];
+}

@@ -1,0 +1,77 @@
+// Maps OpenSSL's certificate verification codes (as Node reports them) to portcullis'
+// stable handshake results (the `result` label of portcullis_tls_handshakes_total, the
+// reason in X-Client-Verify: FAILED:<reason>, and the 403 message).
+
+/** SPEC §8 result values, plus ca_as_leaf and depth_exceeded (added, never renamed). */
+export type VerifyReason =
+  | 'no_cert'
+  | 'unknown_ca'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'revoked'
+  | 'bad_eku'
+  | 'ca_as_leaf'
+  | 'depth_exceeded'
+  | 'pin_mismatch'
+  | 'policy'
+  | 'error';
+
+export type HandshakeResult = 'ok' | VerifyReason;
+
+export const HANDSHAKE_RESULTS: readonly HandshakeResult[] = [
+  'ok', 'no_cert', 'unknown_ca', 'expired', 'not_yet_valid', 'revoked', 'bad_eku',
+  'ca_as_leaf', 'depth_exceeded', 'pin_mismatch', 'policy', 'error',
+];
+
+const OPENSSL_TO_REASON: Record<string, VerifyReason> = {
+  UNABLE_TO_GET_ISSUER_CERT: 'unknown_ca',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unknown_ca',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unknown_ca',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'unknown_ca',
+  SELF_SIGNED_CERT_IN_CHAIN: 'unknown_ca',
+  CERT_UNTRUSTED: 'unknown_ca',
+  CERT_SIGNATURE_FAILURE: 'unknown_ca',
+  UNABLE_TO_DECRYPT_CERT_SIGNATURE: 'unknown_ca',
+  UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: 'unknown_ca',
+  INVALID_CA: 'unknown_ca',
+  CERT_HAS_EXPIRED: 'expired',
+  CERT_NOT_YET_VALID: 'not_yet_valid',
+  CERT_REVOKED: 'revoked',
+  INVALID_PURPOSE: 'bad_eku',
+  CERT_REJECTED: 'bad_eku',
+  CERT_CHAIN_TOO_LONG: 'depth_exceeded',
+  PATH_LENGTH_EXCEEDED: 'depth_exceeded',
+};
+
+export function reasonFromOpenSsl(code: string): VerifyReason {
+  return OPENSSL_TO_REASON[code] ?? 'error';
+}
+
+/** One sentence a person can act on, for a verification failure. */
+export function reasonMessage(reason: VerifyReason, detail?: string): string {
+  const d = detail ? ` (${detail})` : '';
+  switch (reason) {
+    case 'no_cert':
+      return 'no client certificate was sent; present a certificate issued by a CA this listener trusts';
+    case 'unknown_ca':
+      return `the client certificate is not signed by a CA this listener trusts${d}; use a certificate from a trusted CA or add its CA (and send any intermediates)`;
+    case 'expired':
+      return `the client certificate has expired${d}; issue a new certificate`;
+    case 'not_yet_valid':
+      return `the client certificate is not valid yet${d}; check the clocks or wait until its notBefore date`;
+    case 'revoked':
+      return `the client certificate has been revoked${d}; issue a new certificate`;
+    case 'bad_eku':
+      return `the client certificate is not allowed for client authentication${d}; issue it with the clientAuth extended key usage`;
+    case 'ca_as_leaf':
+      return `a CA certificate was presented as a client certificate${d}; present a leaf certificate issued by the CA`;
+    case 'depth_exceeded':
+      return `the client certificate chain has more intermediates than verify_depth allows${d}; shorten the chain or raise verify_depth`;
+    case 'pin_mismatch':
+      return `the client certificate does not match any pinned fingerprint${d}; use a pinned certificate or update the pins`;
+    case 'policy':
+      return `the client certificate violates the certificate policy${d}; issue one that meets the policy`;
+    case 'error':
+      return `the client certificate could not be verified${d}; run \`portcullis cert verify\` on it for details`;
+  }
+}
