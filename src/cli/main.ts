@@ -1,15 +1,24 @@
 // CLI entry point: one file per command under src/cli, each exporting register(program).
 import { Command, CommanderError } from 'commander';
 import { PortcullisError, PortcullisErrors } from '../errors.js';
-import { register as registerRun } from './run.js';
-import { register as registerCheck } from './check.js';
-import { register as registerDemo } from './demo.js';
-import { register as registerCa } from './ca.js';
-import { register as registerCert } from './cert.js';
-import { register as registerCrl } from './crl.js';
-import { register as registerDoctor } from './doctor.js';
-import { register as registerReload } from './reload.js';
 import { VERSION } from '../version.js';
+
+type CommandModule = { register(program: Command): void };
+
+/**
+ * Commands load lazily: `run` (and every worker it forks) should not pay for the PKI
+ * toolkit's X.509 libraries, nor `cert` for the proxy's. Help lists them all.
+ */
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  run: () => import('./run.js'),
+  check: () => import('./check.js'),
+  demo: () => import('./demo.js'),
+  ca: () => import('./ca.js'),
+  cert: () => import('./cert.js'),
+  crl: () => import('./crl.js'),
+  doctor: () => import('./doctor.js'),
+  reload: () => import('./reload.js'),
+};
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
@@ -19,14 +28,8 @@ export async function main(argv: string[]): Promise<void> {
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
-  registerRun(program);
-  registerCheck(program);
-  registerDemo(program);
-  registerCa(program);
-  registerCert(program);
-  registerCrl(program);
-  registerDoctor(program);
-  registerReload(program);
+  const wanted = argv[2] !== undefined ? COMMANDS[argv[2]] : undefined;
+  for (const load of wanted ? [wanted] : Object.values(COMMANDS)) (await load()).register(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

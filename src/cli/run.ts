@@ -1,6 +1,19 @@
-// `portcullis run [-c FILE]`: start the proxy and serve until SIGTERM/SIGINT, then drain.
+// `portcullis run [-c FILE]`: the primary validates and supervises `workers` worker
+// processes, which serve the listeners; SIGTERM/SIGINT drain them and exit 0.
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
-import { startProxy, DEFAULT_DRAIN_MS } from '../runtime/proxy-process.js';
+import { DEFAULT_DRAIN_MS } from '../runtime/proxy-process.js';
+import { startPrimary } from '../runtime/primary.js';
+import { runWorker } from '../runtime/worker.js';
+
+/**
+ * How connections reach workers. 'none' lets every worker accept on the shared socket
+ * (like nginx); 'rr' has the primary accept and hand each connection over IPC. The
+ * default is the one that measured faster (README, Performance).
+ */
+export function schedulingPolicy(): number {
+  return process.env.PORTCULLIS_SCHED === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+}
 
 export function register(program: Command): void {
   program
@@ -9,23 +22,13 @@ export function register(program: Command): void {
     .option('-c, --config <file>', 'config file (YAML or JSON)', 'portcullis.yaml')
     .option('--drain-timeout <ms>', 'how long in-flight requests may take to finish on shutdown', String(DEFAULT_DRAIN_MS))
     .action(async (opts: { config: string; drainTimeout: string }) => {
-      const proxy = await startProxy(opts.config);
-      for (const [name, a] of proxy.addresses) {
-        const rt = proxy.generation.listeners.get(name)!;
-        proxy.telemetry.log.info({ event: 'listening', listener: name, address: `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`, tls: !!rt.tls, client_auth: rt.tls?.trust.clientAuth ?? 'none' }, `listener ${name} ready`);
+      if (cluster.isWorker) {
+        await runWorker(opts.config);
+        return;
       }
-      const drainMs = Number(opts.drainTimeout);
-      await new Promise<void>((resolve) => {
-        const onSignal = (sig: NodeJS.Signals) => {
-          proxy.telemetry.log.info({ event: 'shutdown', signal: sig }, 'draining connections');
-          process.off('SIGTERM', onSignal);
-          process.off('SIGINT', onSignal);
-          proxy.stop(drainMs).then(resolve, resolve);
-        };
-        process.on('SIGTERM', onSignal);
-        process.on('SIGINT', onSignal);
-      });
-      proxy.telemetry.log.info({ event: 'stopped' }, 'stopped');
+      cluster.schedulingPolicy = schedulingPolicy();
+      const primary = await startPrimary(opts.config, { drainMs: Number(opts.drainTimeout) });
+      await primary.stopped;
       process.exitCode = 0;
     });
 }

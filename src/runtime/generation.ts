@@ -27,7 +27,7 @@ function collect(errors: PortcullisError[], fn: () => void): void {
   }
 }
 
-export function buildGeneration(config: LoadedConfig, id: number, telemetry: Telemetry): Generation {
+export function buildGeneration(config: LoadedConfig, id: number, telemetry: Telemetry, ticketSecret?: Buffer): Generation {
   const errors: PortcullisError[] = [];
   const upstreams = new Map<string, UpstreamPool>();
   for (const [name, up] of Object.entries(config.upstreams)) {
@@ -36,7 +36,7 @@ export function buildGeneration(config: LoadedConfig, id: number, telemetry: Tel
   const listeners = new Map<string, ListenerRuntime>();
   config.listeners.forEach((l, i) => {
     collect(errors, () => {
-      const rt = buildListener(l, i, id, upstreams, telemetry);
+      const rt = buildListener(l, i, id, upstreams, telemetry, ticketSecret);
       if (rt) listeners.set(l.name, rt);
     });
   });
@@ -47,13 +47,13 @@ export function buildGeneration(config: LoadedConfig, id: number, telemetry: Tel
   return { id, config, listeners, upstreams };
 }
 
-function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map<string, UpstreamPool>, telemetry: Telemetry): ListenerRuntime | undefined {
+function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map<string, UpstreamPool>, telemetry: Telemetry, ticketSecret: Buffer | undefined): ListenerRuntime | undefined {
   const field = `listeners[${i}]`;
   if (l.protocol !== 'http') {
     throw new PortcullisError(ErrorCodes.CONFIG_INVALID, `${field}.protocol: ${l.protocol} listeners are not supported yet; use protocol: http`);
   }
   let tls: TlsRuntime | undefined;
-  if (l.tls) tls = buildListenerTls(l.tls, `${field}.tls`);
+  if (l.tls) tls = buildListenerTls(l.tls, `${field}.tls`, ticketSecret);
   const listenerAuth = l.tls?.client_auth ?? 'none';
   const routes: RouteRuntime[] = l.routes.map((r: RouteConfig, j: number) => {
     const upstream = upstreams.get(r.upstream);

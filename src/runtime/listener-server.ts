@@ -50,9 +50,13 @@ export class ListenerServer {
   }
 
   private onConnection(raw: Socket): void {
-    this.sockets.add(raw);
-    raw.once('close', () => this.sockets.delete(raw));
     const rt = this.runtime;
+    this.sockets.add(raw);
+    rt.telemetry.connection(rt.name, 1);
+    raw.once('close', () => {
+      this.sockets.delete(raw);
+      rt.telemetry.connection(rt.name, -1);
+    });
     const remoteAddress = raw.remoteAddress ?? '';
     if (!rt.tls) {
       const peer: PeerResult = { verify: 'NONE' };

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.js';
 import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration, type Generation } from './generation.js';
 import { ListenerServer } from './listener-server.js';
-import { createTelemetry, flushTelemetry, type Telemetry } from '../telemetry/telemetry.js';
+import { createTelemetry, flushTelemetry, type Telemetry, type MetricHooks } from '../telemetry/telemetry.js';
 
 export interface RunningProxy {
   generation: Generation;
@@ -16,10 +16,16 @@ export interface RunningProxy {
 
 export const DEFAULT_DRAIN_MS = 30_000;
 
-export async function startProxy(configOrPath: string | LoadedConfig): Promise<RunningProxy> {
+export interface StartOptions {
+  /** shared by all workers so TLS sessions resume on any of them */
+  ticketSecret?: Buffer;
+  metrics?: MetricHooks;
+}
+
+export async function startProxy(configOrPath: string | LoadedConfig, opts: StartOptions = {}): Promise<RunningProxy> {
   const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
-  const telemetry = createTelemetry(config.log);
-  const generation = buildGeneration(config, 1, telemetry);
+  const telemetry = createTelemetry(config.log, opts.metrics);
+  const generation = buildGeneration(config, 1, telemetry, opts.ticketSecret);
   const servers = new Map<string, ListenerServer>();
   const addresses = new Map<string, { host: string; port: number }>();
   try {

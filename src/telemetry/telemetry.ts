@@ -21,13 +21,31 @@ export interface AccessRecord {
   path?: string | undefined;
 }
 
-export interface Telemetry {
+/** What the proxy reports as it runs; metrics implement these (they must be cheap: hot path). */
+export interface MetricHooks {
+  /** one TLS handshake finished: result is a SPEC §8 value (ok, no_cert, unknown_ca, ...) */
+  handshake(listener: string, result: string): void;
+  /** one HTTP request answered (by the upstream or by portcullis) */
+  request(listener: string, route: string, status: number, seconds: number): void;
+  /** one authorization decision */
+  authz(listener: string, route: string, allowed: boolean): void;
+  /** a connection opened (+1) or closed (-1) */
+  connection(listener: string, delta: 1 | -1): void;
+}
+
+export interface Telemetry extends MetricHooks {
   /** operational log (stderr) */
   log: Logger;
   /** one line per request / connection / failed handshake; null when log.access is off */
   access: Logger | null;
-  handshake(listener: string, result: string): void;
 }
+
+export const noMetrics: MetricHooks = {
+  handshake: () => undefined,
+  request: () => undefined,
+  authz: () => undefined,
+  connection: () => undefined,
+};
 
 export interface LogConfig {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -46,13 +64,16 @@ function destination(target: string) {
   return pino.destination({ dest: target, sync: false, mkdir: true });
 }
 
-export function createTelemetry(cfg: LogConfig): Telemetry {
+export function createTelemetry(cfg: LogConfig, metrics: MetricHooks = noMetrics): Telemetry {
   const log = pino({ ...baseOptions, level: cfg.level }, pino.destination({ dest: 2, sync: true }));
   const access = cfg.access === 'off' ? null : pino({ ...baseOptions, level: 'info' }, destination(cfg.access));
   return {
     log,
     access,
-    handshake: () => undefined,
+    handshake: metrics.handshake,
+    request: metrics.request,
+    authz: metrics.authz,
+    connection: metrics.connection,
   };
 }
 

@@ -9,7 +9,7 @@
 // via SSL_VERIFY_FAIL_IF_NO_PEER_CERT) and lets us inspect every other failure.
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
+import { createHash, createHmac, randomBytes, type X509Certificate } from 'node:crypto';
 import { readCaFiles, readKeyPair, type CertFile } from './pem.js';
 import { reasonFromOpenSsl, reasonMessage, type VerifyReason } from './verify-result.js';
 import { buildIdentity, chainAbove, rfc3339 } from '../pki/identity.js';
@@ -37,6 +37,8 @@ export interface TrustRuntime {
 
 export interface TlsRuntime {
   context: SecureContext;
+  /** digest of the verification settings: the session-id context and the ticket-key salt */
+  trustDigest: string;
   trust: TrustRuntime;
   /** every certificate loaded for this listener, for /status and expiry metrics */
   loaded: LoadedCert[];
@@ -53,8 +55,26 @@ export interface PeerResult {
   failed?: { subject: string; issuer: string; serial: string; fingerprint: string; not_after: string };
 }
 
+/**
+ * Session ticket keys (48 bytes) for a listener. Every worker derives the same keys from
+ * the primary's secret, so a client resumes on any worker; mixing in the trust digest
+ * means a ticket issued under other verification settings never decrypts.
+ */
+export function deriveTicketKeys(secret: Buffer | undefined, trustDigest: string): Buffer {
+  if (!secret) return randomBytes(48);
+  const a = createHmac('sha256', secret).update('portcullis ticket keys 1').update(trustDigest).digest();
+  const b = createHmac('sha256', secret).update('portcullis ticket keys 2').update(trustDigest).digest();
+  return Buffer.concat([a, b]).subarray(0, 48);
+}
+
+/** Replaces the ticket keys of a live context (hourly rotation); the context stays in use. */
+export function setTicketKeys(rt: TlsRuntime, secret: Buffer): void {
+  const native = (rt.context as unknown as { context?: { setTicketKeys?(keys: Buffer): void } }).context;
+  native?.setTicketKeys?.(deriveTicketKeys(secret, rt.trustDigest));
+}
+
 /** Reads every file and builds the secure context. Throws PortcullisError naming the file. */
-export function buildListenerTls(cfg: ListenerTlsConfig, field: string): TlsRuntime {
+export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSecret?: Buffer): TlsRuntime {
   const pair = readKeyPair(cfg.cert, cfg.key, field);
   const loaded: LoadedCert[] = pair.chain.certs.map((c) => describe(c, 'server', cfg.cert));
   let caFiles: CertFile[] = [];
@@ -68,6 +88,7 @@ export function buildListenerTls(cfg: ListenerTlsConfig, field: string): TlsRunt
   const digest = createHash('sha256');
   digest.update(JSON.stringify({ a: cfg.client_auth, d: cfg.verify_depth, v: cfg.min_version }));
   for (const c of caCerts) digest.update(c.raw);
+  const trustDigest = digest.digest('hex');
   const context = tls.createSecureContext({
     cert: pair.chain.pem,
     key: pair.key.pem,
@@ -75,12 +96,12 @@ export function buildListenerTls(cfg: ListenerTlsConfig, field: string): TlsRunt
     // store for client certificates. With client_auth none no certificate is requested.
     ca: caCerts.length > 0 ? caCerts.map((c) => c.toString()) : [],
     minVersion: cfg.min_version,
-    sessionIdContext: digest.digest('hex').slice(0, 32),
-    // fresh ticket keys per generation: a reload never resumes a session made under old trust
-    ticketKeys: randomBytes(48),
+    sessionIdContext: trustDigest.slice(0, 32),
+    ticketKeys: deriveTicketKeys(ticketSecret, trustDigest),
   });
   return {
     context,
+    trustDigest,
     trust: { clientAuth: cfg.client_auth, verifyDepth: cfg.verify_depth, caCerts },
     loaded,
     minVersion: cfg.min_version,

@@ -79,7 +79,7 @@ export interface RunningCli {
 export async function startCli(config: Record<string, unknown>, opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunningCli> {
   const dir = opts.dir ?? tempDir();
   const accessLog = join(dir, 'access.log');
-  const cfg = { log: { level: 'info', access: accessLog }, ...config };
+  const cfg = { workers: 1, log: { level: 'info', access: accessLog }, ...config };
   const cfgPath = join(dir, `portcullis-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   const proc = spawn(process.execPath, [CLI, 'run', '-c', cfgPath, '--drain-timeout', '3000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });

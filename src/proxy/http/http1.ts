@@ -68,6 +68,10 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
   const requestId = f.requestId ?? randomUUID();
   const method = req.method ?? 'GET';
   const log = (status: number, extra: { route?: RouteRuntime; decision?: { allowed: boolean; rule?: string | undefined; reason?: string | undefined }; bytesIn?: number; bytesOut?: number; error?: string; path?: string }) => {
+    const seconds = (performance.now() - start) / 1000;
+    const routeName = extra.route?.name ?? '';
+    l.telemetry.request(l.name, routeName, status, seconds);
+    if (extra.decision) l.telemetry.authz(l.name, routeName, extra.decision.allowed);
     writeAccess(l.telemetry, {
       event: 'request',
       listener: l.name,
@@ -80,7 +84,7 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
       status,
       bytes_in: extra.bytesIn ?? 0,
       bytes_out: extra.bytesOut ?? 0,
-      duration_ms: Math.round((performance.now() - start) * 1000) / 1000,
+      duration_ms: Math.round(seconds * 1e6) / 1000,
       request_id: requestId,
       method,
       path: extra.path ?? req.url,

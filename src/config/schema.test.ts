@@ -1,0 +1,243 @@
+// Unit tests for the config schema: defaults, normalization of every value kind, and the
+// pure helpers (addresses, loopback, key suggestions, pins, serials, trust inheritance).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  ConfigSchema,
+  isLoopbackHost,
+  normalizeFingerprint,
+  normalizePin,
+  normalizeSerial,
+  splitAddress,
+  suggestKey,
+  trustFor,
+  type Config,
+} from './schema.js';
+
+const HEX = 'ab'.repeat(32);
+
+function parse(raw: unknown): Config {
+  return ConfigSchema.parse(raw);
+}
+
+const minimal = () => ({
+  listeners: [
+    {
+      name: 'api',
+      address: '0.0.0.0:8443',
+      tls: { cert: 'pki/server.crt', key: 'pki/server.key', client_ca: 'pki/ca.crt' },
+      routes: [{ upstream: 'app' }],
+    },
+  ],
+  upstreams: { app: { endpoints: ['http://127.0.0.1:8080'] } },
+});
+
+test('the minimal config gets every documented default', () => {
+  const c = parse(minimal());
+  assert.equal(c.workers, 'auto');
+  assert.deepEqual(c.admin, { address: '127.0.0.1:9901', allow_remote: false, host: '127.0.0.1', port: 9901 });
+  assert.deepEqual(c.log, { level: 'info', access: 'stdout' });
+  const l = c.listeners[0]!;
+  assert.equal(l.protocol, 'http');
+  assert.equal(l.unsafe_plain, false);
+  assert.deepEqual(l.identity, { headers: ['standard'], forward_cert: false });
+  assert.deepEqual(l.allow, []);
+  assert.deepEqual(l.deny, []);
+  assert.equal(l.proxy_protocol, 'off');
+  assert.equal(l.upstream, undefined);
+  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 0 });
+  assert.deepEqual(l.tls, {
+    cert: 'pki/server.crt',
+    key: 'pki/server.key',
+    certificates: [],
+    min_version: 'TLSv1.2',
+    client_auth: 'require',
+    client_ca: ['pki/ca.crt'],
+    verify_depth: 3,
+    crl: [],
+    ocsp: { mode: 'off', cache: 300_000, timeout: 2_000 },
+    pins: [],
+    cert_policy: { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'], max_validity: 0 },
+  });
+  assert.deepEqual(l.routes, [{ name: 'route-0', upstream: 'app', allow: [], deny: [] }]);
+  assert.deepEqual(c.upstreams.app, {
+    endpoints: ['http://127.0.0.1:8080'],
+    balance: 'round_robin',
+    timeouts: { connect: 2_000, request: 30_000, idle: 60_000 },
+  });
+});
+
+test('defaults are fresh objects per parse, not shared', () => {
+  const a = parse(minimal());
+  const b = parse(minimal());
+  assert.notEqual(a.listeners[0]!.allow, b.listeners[0]!.allow);
+  assert.notEqual(a.listeners[0]!.tls!.cert_policy, b.listeners[0]!.tls!.cert_policy);
+  assert.notEqual(a.listeners[0]!.tls!.cert_policy.key_types, b.listeners[0]!.tls!.cert_policy.key_types);
+});
+
+test('listeners without a name are named by index; routes likewise', () => {
+  const raw = minimal();
+  const l = raw.listeners[0]! as Record<string, unknown>;
+  delete l.name;
+  l.routes = [{ upstream: 'app' }, { name: 'charge', upstream: 'app' }, { upstream: 'app' }];
+  const c = parse(raw);
+  assert.equal(c.listeners[0]!.name, 'listener-0');
+  assert.deepEqual(c.listeners[0]!.routes.map((r) => r.name), ['route-0', 'charge', 'route-2']);
+});
+
+test('durations everywhere become milliseconds', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].limits = { header_timeout: '500ms', idle_timeout: '2m' };
+  raw.listeners[0].tls.ocsp = { mode: 'soft', cache: '1h', timeout: 3000, responder: 'http://ocsp.example.com' };
+  raw.listeners[0].tls.cert_policy = { max_validity: '90d' };
+  raw.listeners[0].routes[0].timeout = '30s';
+  raw.upstreams.app.timeouts = { connect: '1s', request: '1m', idle: '1h30m' };
+  raw.upstreams.app.health_check = { interval: '10s' };
+  const c = parse(raw);
+  const l = c.listeners[0]!;
+  assert.equal(l.limits.header_timeout, 500);
+  assert.equal(l.limits.idle_timeout, 120_000);
+  assert.deepEqual(l.tls!.ocsp, { mode: 'soft', cache: 3_600_000, timeout: 3_000, responder: 'http://ocsp.example.com' });
+  assert.equal(l.tls!.cert_policy.max_validity, 90 * 86_400_000);
+  assert.equal(l.routes[0]!.timeout, 30_000);
+  assert.deepEqual(c.upstreams.app!.timeouts, { connect: 1_000, request: 60_000, idle: 5_400_000 });
+  assert.deepEqual(c.upstreams.app!.health_check, { path: '/healthz', interval: 10_000, timeout: 1_000, healthy: 2, unhealthy: 3 });
+});
+
+test('string-or-list values are always lists', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].tls.crl = 'a.crl';
+  raw.listeners[0].tls.client_ca = ['old.crt', 'new.crt'];
+  raw.listeners[0].identity = { headers: 'xfcc' };
+  raw.listeners[0].allow = [{ cn: 'svc', o: ['A', 'B'] }];
+  raw.upstreams.app.endpoints = 'http://10.0.0.1:80';
+  raw.upstreams.app.tls = { ca: 'up-ca.crt' };
+  const c = parse(raw);
+  const l = c.listeners[0]!;
+  assert.deepEqual(l.tls!.crl, ['a.crl']);
+  assert.deepEqual(l.tls!.client_ca, ['old.crt', 'new.crt']);
+  assert.deepEqual(l.identity.headers, ['xfcc']);
+  assert.deepEqual(l.allow, [{ cn: ['svc'], o: ['A', 'B'] }]);
+  assert.deepEqual(c.upstreams.app!.endpoints, ['http://10.0.0.1:80']);
+  assert.deepEqual(c.upstreams.app!.tls, { ca: ['up-ca.crt'], verify_names: [] });
+});
+
+test('addresses are parsed into host and port, IPv6 without brackets', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].address = '[::1]:0';
+  raw.admin = { address: 'localhost:9000' };
+  const c = parse(raw);
+  assert.equal(c.listeners[0]!.host, '::1');
+  assert.equal(c.listeners[0]!.port, 0);
+  assert.equal(c.admin.host, 'localhost');
+  assert.equal(c.admin.port, 9000);
+});
+
+test('splitAddress accepts host:port forms and explains the rest', () => {
+  assert.deepEqual(splitAddress('0.0.0.0:8443'), { host: '0.0.0.0', port: 8443 });
+  assert.deepEqual(splitAddress('[::]:443'), { host: '::', port: 443 });
+  assert.deepEqual(splitAddress('proxy.internal:1'), { host: 'proxy.internal', port: 1 });
+  for (const bad of ['8443', '0.0.0.0', 'host:', '10.0.0.300:80', '[zz]:80', 'a b:80', 'h:99999']) {
+    assert.ok('problem' in splitAddress(bad), bad);
+  }
+  assert.match((splitAddress(':8443') as { problem: string }).problem, /0\.0\.0\.0:8443/);
+  assert.match((splitAddress('::1:8443') as { problem: string }).problem, /brackets/);
+});
+
+test('isLoopbackHost knows 127/8, ::1 and localhost only', () => {
+  for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1']) assert.ok(isLoopbackHost(h), h);
+  for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', 'localhost.example.com']) assert.ok(!isLoopbackHost(h), h);
+});
+
+test('pins are normalized to sha256:<lowercase hex>; other forms are rejected', () => {
+  const colons = `sha256:${HEX.toUpperCase().match(/../g)!.join(':')}`;
+  assert.equal(normalizePin(colons), `sha256:${HEX}`);
+  assert.equal(normalizePin(`SHA256:${HEX}`), `sha256:${HEX}`);
+  assert.equal(normalizePin(HEX), undefined, 'the prefix is required on pins');
+  assert.equal(normalizePin('sha256:abcd'), undefined);
+  assert.equal(normalizePin('sha256/q83vASNFZ4mrze8BI0VniavN7wEjRWeJq83vASNFZ4k='), undefined);
+  const raw = minimal() as any;
+  raw.listeners[0].tls.pins = colons;
+  assert.deepEqual(parse(raw).listeners[0]!.tls!.pins, [`sha256:${HEX}`]);
+});
+
+test('rule serials and fingerprints are canonical; dns is lowercased', () => {
+  assert.equal(normalizeSerial('00:0a:1B'), 'A1B');
+  assert.equal(normalizeSerial('0x00FF'), 'FF');
+  assert.equal(normalizeSerial('0000'), '0');
+  assert.equal(normalizeSerial('xyz'), undefined);
+  assert.equal(normalizeFingerprint(HEX.toUpperCase()), `sha256:${HEX}`);
+  assert.equal(normalizeFingerprint(`sha256:${HEX}`), `sha256:${HEX}`);
+  assert.equal(normalizeFingerprint('abc'), undefined);
+  const raw = minimal() as any;
+  raw.listeners[0].deny = [{ serial: ['01:02', '0A'], fingerprint: HEX.toUpperCase(), dns: 'API.Example.com', spiffe_id: 'spiffe://ex.org/*' }];
+  assert.deepEqual(parse(raw).listeners[0]!.deny, [
+    { serial: ['102', 'A'], fingerprint: [`sha256:${HEX}`], dns: ['api.example.com'], spiffe_id: ['spiffe://ex.org/*'] },
+  ]);
+});
+
+test('route match: hosts lowercased, methods uppercased, lists always', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].routes = [
+    { match: { host: 'API.example.com', methods: 'post', path: '/v1' }, upstream: 'app', client_auth: 'require' },
+    { match: { host: ['*.Example.com'], methods: ['get', 'Head'], path_regex: '^/v[0-9]+/' }, upstream: 'app' },
+    { match: { path_exact: '/healthz' }, upstream: 'app' },
+  ];
+  const [a, b, c] = parse(raw).listeners[0]!.routes;
+  assert.deepEqual(a!.match, { host: ['api.example.com'], methods: ['POST'], path: '/v1' });
+  assert.equal(a!.client_auth, 'require');
+  assert.deepEqual(b!.match, { host: ['*.example.com'], methods: ['GET', 'HEAD'], path_regex: '^/v[0-9]+/' });
+  assert.deepEqual(c!.match, { path_exact: '/healthz' });
+  assert.equal(c!.client_auth, undefined);
+});
+
+test('SNI entries keep unset trust keys undefined, and fill given ones with defaults', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].tls.certificates = [
+    { server_names: 'API.example.com', cert: 'a.crt', key: 'a.key' },
+    { server_names: ['b.example.com'], cert: 'b.crt', key: 'b.key', client_auth: 'optional', client_ca: 'b-ca.crt', ocsp: { mode: 'hard' }, allow: [{ cn: 'x' }] },
+  ];
+  const tls = parse(raw).listeners[0]!.tls!;
+  const [a, b] = tls.certificates;
+  assert.deepEqual(a, { server_names: ['api.example.com'], cert: 'a.crt', key: 'a.key' });
+  assert.equal(b!.client_auth, 'optional');
+  assert.deepEqual(b!.client_ca, ['b-ca.crt']);
+  assert.deepEqual(b!.ocsp, { mode: 'hard', cache: 300_000, timeout: 2_000 });
+  assert.deepEqual(b!.allow, [{ cn: ['x'] }]);
+  assert.equal(b!.deny, undefined);
+
+  const inherited = trustFor(tls, a);
+  assert.equal(inherited.client_auth, 'require');
+  assert.deepEqual(inherited.client_ca, ['pki/ca.crt']);
+  assert.equal(inherited.ocsp, tls.ocsp);
+  const own = trustFor(tls, b);
+  assert.equal(own.client_auth, 'optional');
+  assert.deepEqual(own.client_ca, ['b-ca.crt']);
+  assert.equal(own.ocsp.mode, 'hard');
+  assert.equal(own.verify_depth, 3);
+  assert.deepEqual(trustFor(tls), { ...inherited });
+});
+
+test('extra keys: unsafe_plain, admin.allow_remote, workers, off written as false', () => {
+  const raw = minimal() as any;
+  raw.workers = 4;
+  raw.admin = { address: '0.0.0.0:9901', allow_remote: true };
+  raw.listeners[0].unsafe_plain = true;
+  raw.listeners[0].tls.ocsp = { mode: false };
+  const c = parse(raw);
+  assert.equal(c.workers, 4);
+  assert.equal(c.admin.allow_remote, true);
+  assert.equal(c.listeners[0]!.unsafe_plain, true);
+  assert.equal(c.listeners[0]!.tls!.ocsp.mode, 'off');
+});
+
+test('suggestKey finds likely typos and nothing for unrelated words', () => {
+  const known = ['client_ca', 'client_auth', 'cert', 'key', 'crl'];
+  assert.equal(suggestKey('clientca', known), 'client_ca');
+  assert.equal(suggestKey('clientCA', known), 'client_ca');
+  assert.equal(suggestKey('client-auth', known), 'client_auth');
+  assert.equal(suggestKey('client_aut', known), 'client_auth');
+  assert.equal(suggestKey('certs', known), 'cert');
+  assert.equal(suggestKey('banana', known), undefined);
+  assert.equal(suggestKey('listener', ['workers', 'admin', 'log', 'listeners', 'upstreams']), 'listeners');
+});

@@ -1,0 +1,470 @@
+// The one schema of the config file (SPEC §1): it gives the TypeScript types, the runtime
+// validation and the defaults, and normalizes values to what the runtime uses
+// (durations in ms, string-or-list as lists, parsed addresses, canonical pins/serials).
+// Checks that span several fields, path resolution and file checks live in load.ts.
+import { isIPv4, isIPv6 } from 'node:net';
+import { z } from 'zod';
+import { DURATION_HINT, parseDuration } from './duration.js';
+
+// ---------------------------------------------------------------------------------------
+// Value helpers (pure; also used by load.ts's cross-field checks on the raw input)
+
+export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9901';
+const ADDRESS_HINT = 'use host:port, e.g. 0.0.0.0:8443 or [::]:8443';
+const HOSTNAME = /^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$/i;
+
+/** host and port of "host:port" / "[v6]:port", or a reason it is not one. */
+export function splitAddress(address: string): { host: string; port: number } | { problem: string } {
+  const bad = { problem: `"${address}" is not an address; ${ADDRESS_HINT}` };
+  const v6 = /^\[([^\]]+)\]:(\d{1,5})$/.exec(address);
+  const v4 = /^([^:[\]]+):(\d{1,5})$/.exec(address);
+  const m = v6 ?? v4;
+  if (!m) {
+    if (isIPv6(address.replace(/:\d+$/, ''))) return { problem: `"${address}" looks like an IPv6 address without brackets; write it as [v6]:port, e.g. [::1]:8443` };
+    if (/^:\d+$/.test(address)) return { problem: `"${address}" has no host; use 0.0.0.0${address} for every interface or 127.0.0.1${address} for this machine only` };
+    return bad;
+  }
+  const host = m[1]!;
+  const port = Number(m[2]);
+  if (port > 65535) return { problem: `"${address}" has port ${port}, above 65535; use a port from 0 to 65535` };
+  if (v6) return isIPv6(host) ? { host, port } : bad;
+  // all digits and dots must be a real IPv4 address ("10.0.0.300" is a typo, not a name)
+  const ok = /^[\d.]+$/.test(host) ? isIPv4(host) : HOSTNAME.test(host);
+  return ok ? { host, port } : bad;
+}
+
+/** True for hosts only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h === 'localhost.' || h === '::1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return isIPv4(v4) && v4.startsWith('127.');
+}
+
+/** The closest known key to a misspelt one, when one is close enough to be a likely typo. */
+export function suggestKey(key: string, known: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
+  const n = norm(key);
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    if (norm(k) === n) return k;
+    const d = editDistance(n, norm(k));
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return bestDistance <= Math.max(1, Math.floor(n.length / 3)) ? best : undefined;
+}
+
+/** Edits (insert, delete, substitute, swap two neighbours) turning a into b. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = d[i]!;
+      row[j] = Math.min(d[i - 1]![j]! + 1, row[j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** "sha256:<64 lowercase hex>" from a pin or fingerprint written with any case or colons. */
+function canonicalSha256(value: string, prefixRequired: boolean): string | undefined {
+  let v = value.trim().toLowerCase();
+  if (v.startsWith('sha256:')) v = v.slice(7);
+  else if (prefixRequired) return undefined;
+  v = v.replace(/:/g, '');
+  return HEX64.test(v) ? `sha256:${v}` : undefined;
+}
+
+export const normalizePin = (v: string) => canonicalSha256(v, true);
+export const normalizeFingerprint = (v: string) => canonicalSha256(v, false);
+
+/** Serial as uppercase hex without separators or leading zeros ("00:0A:1b" -> "A1B"). */
+export function normalizeSerial(value: string): string | undefined {
+  const v = value.trim().replace(/^0x/i, '').replace(/[:\s]/g, '');
+  if (!/^[0-9a-f]+$/i.test(v)) return undefined;
+  return v.replace(/^0+(?=.)/, '').toUpperCase();
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema building blocks
+
+/**
+ * A map that rejects unknown keys, naming the closest known one. The message holds one line
+ * per unknown key, in `iss.keys` order; load.ts prefixes each with the key's path.
+ */
+function strict<S extends z.ZodRawShape>(shape: S) {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (iss) => {
+      if (iss.code !== 'unrecognized_keys') return undefined;
+      return iss.keys
+        .map((k) => {
+          const near = suggestKey(k, known);
+          return near ? `unknown key; did you mean ${near}?` : `unknown key; remove it or use one of: ${known.join(', ')}`;
+        })
+        .join('\n');
+    },
+  });
+}
+
+/** Adds one custom issue (message: "<problem>; <fix>") and returns the value to give up with. */
+function fail(ctx: z.RefinementCtx, message: string): never {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER;
+}
+
+const show = (v: unknown) => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v) ?? String(v));
+
+/** A duration in ms; `positive` rejects 0 where 0 would make no sense (intervals, timeouts that must fire). */
+function duration(opts: { positive?: boolean } = {}) {
+  return z.unknown().transform((v, ctx): number => {
+    const ms = parseDuration(v);
+    if (ms === undefined) return fail(ctx, `${show(v)} is not a duration; ${DURATION_HINT}`);
+    if (opts.positive && ms === 0) return fail(ctx, `must be longer than 0; ${DURATION_HINT}`);
+    return ms;
+  });
+}
+
+/** One string or a list of them, always a list afterwards. */
+function stringList<T extends z.ZodType<string, unknown>>(item: T) {
+  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(item));
+}
+
+const nonEmpty = () => z.string().min(1);
+/** A file path as written; load.ts resolves it against the config file's folder. */
+const filePath = () =>
+  nonEmpty().refine((v) => !v.includes('-----BEGIN') && !v.includes('\n'), {
+    message: 'looks like PEM content, not a file path; save it to a file and give the path here',
+  });
+const pathList = () => stringList(filePath());
+const int = (min: number) => z.number().int().min(min);
+/** `off` written as YAML/JSON false is still off. */
+const offSwitch = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.preprocess((v) => (v === false ? 'off' : v), z.enum(values));
+
+const address = () =>
+  z.string().superRefine((v, ctx) => {
+    const a = splitAddress(v);
+    if ('problem' in a) ctx.addIssue({ code: 'custom', message: a.problem });
+  });
+
+/** Adds host and port to an object whose address the schema has already validated. */
+function withHostPort<T extends { address: string }>(o: T): T & { host: string; port: number } {
+  const a = splitAddress(o.address) as { host: string; port: number };
+  return { ...o, host: a.host, port: a.port };
+}
+
+const hostPattern = z.string().transform((v, ctx) => {
+  const h = v.trim().toLowerCase();
+  const bare = h.startsWith('*.') ? h.slice(2) : h;
+  if (!HOSTNAME.test(bare) && !isIPv4(bare)) return fail(ctx, `${show(v)} is not a host name; use e.g. api.example.com or *.example.com`);
+  return h;
+});
+
+const urlPath = () =>
+  z.string().refine((v) => v.startsWith('/'), { message: 'must start with /; write e.g. /v1/charge' });
+
+const pathRegex = z.string().superRefine((v, ctx) => {
+  try {
+    new RegExp(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `${show(v)} is not a valid regular expression (${(err as Error).message}); fix the pattern` });
+  }
+});
+
+const method = z.string().transform((v, ctx) => {
+  const m = v.trim().toUpperCase();
+  return /^[A-Z]+$/.test(m) ? m : fail(ctx, `${show(v)} is not an HTTP method; use e.g. GET, POST`);
+});
+
+// ---------------------------------------------------------------------------------------
+// Authorization rules (SPEC §3)
+
+export const RULE_KEYS = ['spiffe_id', 'uri', 'dns', 'email', 'cn', 'ou', 'o', 'issuer_cn', 'serial', 'fingerprint'] as const;
+
+/** One condition's values; an empty list could never match, which is surely a mistake. */
+function condition(item: z.ZodType<string, string>) {
+  return stringList(item).refine((l) => l.length > 0, {
+    message: 'an empty list matches no certificate; give at least one value or remove the condition',
+  }).optional();
+}
+
+const plain = z.string().min(1);
+const ruleShape = {
+  spiffe_id: condition(
+    z.string().refine((v) => v.startsWith('spiffe://'), { message: 'must start with spiffe://; write e.g. spiffe://example.org/ns/prod/sa/payments' }),
+  ),
+  uri: condition(plain),
+  dns: condition(z.string().min(1).transform((v) => v.toLowerCase())),
+  email: condition(plain),
+  cn: condition(plain),
+  ou: condition(plain),
+  o: condition(plain),
+  issuer_cn: condition(plain),
+  serial: condition(
+    z.string().transform((v, ctx) => normalizeSerial(v) ?? fail(ctx, `${show(v)} is not a serial number; write it in hex, e.g. 0A:1B:2C or 0a1b2c`)),
+  ),
+  fingerprint: condition(
+    z.string().transform((v, ctx) => normalizeFingerprint(v) ?? fail(ctx, `${show(v)} is not a SHA-256 fingerprint; use sha256:<64 hex digits> of the certificate DER`)),
+  ),
+} satisfies Record<(typeof RULE_KEYS)[number], unknown>;
+
+function rules(kind: 'allow' | 'deny') {
+  const fix =
+    kind === 'allow'
+      ? 'remove the allow list instead (an empty allow list lets every verified client through), or add a condition such as spiffe_id'
+      : 'this deny list would refuse everyone; add a condition such as spiffe_id, or remove the rule';
+  const rule = strict(ruleShape).superRefine((r, ctx) => {
+    if (Object.values(r).every((v) => v === undefined)) ctx.addIssue({ code: 'custom', message: `an empty rule matches every client; ${fix}` });
+  });
+  return z.array(rule);
+}
+
+// ---------------------------------------------------------------------------------------
+// Listener TLS and client-certificate trust
+
+const ClientAuthSchema = z.enum(['require', 'optional', 'none']);
+const IdentityHeaderSchema = z.enum(['standard', 'xfcc', 'rfc9440']);
+
+const OcspSchema = strict({
+  mode: offSwitch(['off', 'soft', 'hard'] as const).default('off'),
+  responder: z
+    .string()
+    .refine((v) => /^https?:\/\/[^/]/.test(v) && URL.canParse(v), { message: 'not an http(s) URL; write e.g. http://ocsp.example.com' })
+    .optional(),
+  cache: duration().default(300_000),
+  timeout: duration({ positive: true }).default(2_000),
+});
+
+const CertPolicySchema = strict({
+  min_rsa_bits: int(0).default(2048),
+  min_ec_bits: int(0).default(256),
+  key_types: z.array(z.enum(['rsa', 'ec', 'ed25519'])).min(1).default(() => ['rsa' as const, 'ec' as const, 'ed25519' as const]),
+  max_validity: duration().default(0),
+});
+
+const pinList = () =>
+  stringList(
+    z.string().transform(
+      (v, ctx) => normalizePin(v) ?? fail(ctx, `${show(v)} is not a pin; use sha256:<64 hex digits> of the leaf certificate DER or its SPKI`),
+    ),
+  );
+
+/** Certificates chosen by SNI. Trust keys left out stay undefined: they inherit the listener's. */
+const SniCertSchema = strict({
+  server_names: stringList(hostPattern).refine((l) => l.length > 0, { message: 'must not be empty; list the host names this certificate serves' }),
+  cert: filePath(),
+  key: filePath(),
+  client_auth: ClientAuthSchema.optional(),
+  client_ca: pathList().optional(),
+  crl: pathList().optional(),
+  ocsp: OcspSchema.optional(),
+  pins: pinList().optional(),
+  cert_policy: CertPolicySchema.optional(),
+  allow: rules('allow').optional(),
+  deny: rules('deny').optional(),
+});
+
+const ListenerTlsSchema = strict({
+  cert: filePath(),
+  key: filePath(),
+  certificates: z.array(SniCertSchema).default(() => []),
+  min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  client_auth: ClientAuthSchema.default('require'),
+  client_ca: pathList().default(() => []),
+  verify_depth: int(0).max(16).default(3),
+  crl: pathList().default(() => []),
+  ocsp: OcspSchema.prefault({}),
+  pins: pinList().default(() => []),
+  cert_policy: CertPolicySchema.prefault({}),
+});
+
+// ---------------------------------------------------------------------------------------
+// Routes and listeners
+
+const RouteMatchSchema = strict({
+  host: stringList(hostPattern).optional(),
+  path: urlPath().optional(),
+  path_exact: urlPath().optional(),
+  path_regex: pathRegex.optional(),
+  methods: stringList(method).optional(),
+}).superRefine((m, ctx) => {
+  const given = (['path', 'path_exact', 'path_regex'] as const).filter((k) => m[k] !== undefined);
+  if (given.length > 1) {
+    ctx.addIssue({ code: 'custom', message: `${given.join(' and ')} are both set; give only one of path, path_exact, path_regex (use one route per pattern)` });
+  }
+});
+
+const RouteSchema = strict({
+  name: nonEmpty().optional(),
+  match: RouteMatchSchema.optional(),
+  client_auth: ClientAuthSchema.optional(),
+  allow: rules('allow').default(() => []),
+  deny: rules('deny').default(() => []),
+  upstream: nonEmpty(),
+  timeout: duration().optional(),
+});
+
+const LimitsSchema = strict({
+  max_header_bytes: int(1).default(16_384),
+  max_body_bytes: int(0).default(0),
+  header_timeout: duration().default(10_000),
+  idle_timeout: duration().default(60_000),
+  max_connections: int(0).default(0),
+});
+
+const IdentitySchema = strict({
+  headers: stringList(IdentityHeaderSchema).default(() => ['standard' as const]),
+  forward_cert: z.boolean().default(false),
+});
+
+const ListenerSchema = strict({
+  name: nonEmpty().optional(),
+  address: address(),
+  protocol: z.enum(['http', 'tcp']).default('http'),
+  unsafe_plain: z.boolean().default(false),
+  tls: ListenerTlsSchema.optional(),
+  identity: IdentitySchema.prefault({}),
+  allow: rules('allow').default(() => []),
+  deny: rules('deny').default(() => []),
+  upstream: nonEmpty().optional(),
+  proxy_protocol: offSwitch(['off', 'v1', 'v2'] as const).default('off'),
+  limits: LimitsSchema.prefault({}),
+  routes: z
+    .array(RouteSchema)
+    .default(() => [])
+    .transform((routes) => routes.map((r, i) => ({ ...r, name: r.name ?? `route-${i}` }))),
+}).transform(withHostPort);
+
+// ---------------------------------------------------------------------------------------
+// Upstreams
+
+export const HTTP_SCHEMES = ['http', 'https', 'h2c'] as const;
+export const TCP_SCHEMES = ['tcp', 'tls'] as const;
+const DEFAULT_PORTS: Record<string, number> = { http: 80, h2c: 80, https: 443 };
+
+/** Why an upstream endpoint URL is unusable, or undefined when it is fine. */
+export function endpointProblem(v: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    return `${show(v)} is not a URL; write e.g. http://10.0.0.1:8080`;
+  }
+  const scheme = url.protocol.slice(0, -1);
+  if (![...HTTP_SCHEMES, ...TCP_SCHEMES].includes(scheme as never)) return `${show(v)} has scheme ${scheme}; use http, https, h2c, tcp or tls`;
+  if (!url.hostname) return `${show(v)} has no host; write e.g. ${scheme}://10.0.0.1:8080`;
+  if (!url.port && DEFAULT_PORTS[scheme] === undefined) return `${show(v)} has no port; write e.g. ${scheme}://${url.hostname}:5432`;
+  if ((url.pathname && url.pathname !== '/') || url.search || url.hash || url.username) {
+    return `${show(v)} has more than scheme://host:port; an endpoint names a server only, so remove the path, query or credentials`;
+  }
+  return undefined;
+}
+
+const endpoint = z.string().superRefine((v, ctx) => {
+  const problem = endpointProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const HealthCheckSchema = strict({
+  path: urlPath().default('/healthz'),
+  interval: duration({ positive: true }).default(5_000),
+  timeout: duration({ positive: true }).default(1_000),
+  healthy: int(1).default(2),
+  unhealthy: int(1).default(3),
+});
+
+const UpstreamTlsSchema = strict({
+  ca: pathList().default(() => []),
+  cert: filePath().optional(),
+  key: filePath().optional(),
+  server_name: nonEmpty().optional(),
+  verify_names: stringList(nonEmpty()).default(() => []),
+});
+
+const UpstreamSchema = strict({
+  endpoints: stringList(endpoint).refine((l) => l.length > 0, { message: 'must not be empty; list at least one URL, e.g. http://127.0.0.1:8080' }),
+  balance: z.enum(['round_robin', 'least_request', 'random']).default('round_robin'),
+  timeouts: strict({
+    connect: duration().default(2_000),
+    request: duration().default(30_000),
+    idle: duration().default(60_000),
+  }).prefault({}),
+  health_check: HealthCheckSchema.optional(),
+  tls: UpstreamTlsSchema.optional(),
+});
+
+// ---------------------------------------------------------------------------------------
+// The whole file
+
+const workers = z.unknown().transform((v, ctx): 'auto' | number => {
+  if (v === 'auto') return 'auto';
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return v;
+  return fail(ctx, `${show(v)} is not a worker count; use auto (one per CPU) or a whole number of at least 1`);
+});
+
+export const ConfigSchema = strict({
+  workers: workers.default('auto'),
+  admin: strict({
+    address: address().default(DEFAULT_ADMIN_ADDRESS),
+    allow_remote: z.boolean().default(false),
+  })
+    .transform(withHostPort)
+    .prefault({}),
+  log: strict({
+    level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** stdout | stderr | off | a file path (load.ts makes it absolute) */
+    access: nonEmpty().default('stdout'),
+  }).prefault({}),
+  listeners: z
+    .array(ListenerSchema)
+    .min(1)
+    .transform((ls) => ls.map((l, i) => ({ ...l, name: l.name ?? `listener-${i}` }))),
+  upstreams: z.record(nonEmpty(), UpstreamSchema).default(() => ({})),
+});
+
+// ---------------------------------------------------------------------------------------
+// Types the runtime is written against
+
+export type Config = z.output<typeof ConfigSchema>;
+/** What loadConfig returns: the frozen config plus where it came from. */
+export type LoadedConfig = Config & { configPath: string; configDir: string };
+export type AdminConfig = Config['admin'];
+export type LogConfig = Config['log'];
+export type ListenerConfig = Config['listeners'][number];
+export type ListenerTlsConfig = NonNullable<ListenerConfig['tls']>;
+export type SniCertConfig = ListenerTlsConfig['certificates'][number];
+export type OcspConfig = ListenerTlsConfig['ocsp'];
+export type CertPolicyConfig = ListenerTlsConfig['cert_policy'];
+export type LimitsConfig = ListenerConfig['limits'];
+export type RouteConfig = ListenerConfig['routes'][number];
+export type RouteMatchConfig = NonNullable<RouteConfig['match']>;
+export type RuleConfig = ListenerConfig['allow'][number];
+export type UpstreamConfig = Config['upstreams'][string];
+export type UpstreamTlsConfig = NonNullable<UpstreamConfig['tls']>;
+export type HealthCheckConfig = NonNullable<UpstreamConfig['health_check']>;
+export type ClientAuth = z.output<typeof ClientAuthSchema>;
+export type IdentityHeaderFormat = z.output<typeof IdentityHeaderSchema>;
+
+/** The client-certificate trust settings in force for one certificate of a listener. */
+export type TrustConfig = Pick<ListenerTlsConfig, 'client_auth' | 'client_ca' | 'verify_depth' | 'crl' | 'ocsp' | 'pins' | 'cert_policy'>;
+
+/**
+ * Trust for a listener's default certificate (no entry) or for one SNI entry: each key the
+ * entry sets replaces the listener's as a whole; keys it leaves out are the listener's.
+ */
+export function trustFor(tls: ListenerTlsConfig, entry?: SniCertConfig): TrustConfig {
+  return {
+    client_auth: entry?.client_auth ?? tls.client_auth,
+    client_ca: entry?.client_ca ?? tls.client_ca,
+    verify_depth: tls.verify_depth,
+    crl: entry?.crl ?? tls.crl,
+    ocsp: entry?.ocsp ?? tls.ocsp,
+    pins: entry?.pins ?? tls.pins,
+    cert_policy: entry?.cert_policy ?? tls.cert_policy,
+  };
+}
