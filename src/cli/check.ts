@@ -1,7 +1,10 @@
-// `portcullis check [-c FILE]`: validates a config file and every file it references, and
+// `portcullis check [-c FILE]`: validates a config file and provisions it without listening
+// (certificates parsed, keys matched, rules compiled), and
 // prints either a one-line summary (exit 0) or every problem, one per line (exit 1).
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.js';
+import { buildGeneration, releaseGeneration } from '../runtime/generation.js';
+import { createTelemetry } from '../telemetry/telemetry.js';
 import type { ListenerConfig, LoadedConfig } from '../config/schema.js';
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -29,6 +32,10 @@ export function register(program: Command): void {
     .action(async (opts: { config: string }) => {
       // errors propagate to main's reportError, which prints each on its own line and exits 1
       const config = await loadConfig(opts.config, { checkFiles: true });
+      // provision without listening, as `nginx -t` does: parse every certificate and key,
+      // match keys to certificates, build TLS contexts, compile rules and routes
+      const generation = buildGeneration(config, 0, createTelemetry({ level: 'error', access: 'off' }));
+      await releaseGeneration(generation);
       process.stdout.write(`${summarizeConfig(config)}\n`);
     });
 }

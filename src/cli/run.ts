@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { DEFAULT_DRAIN_MS } from '../runtime/proxy-process.js';
 import { startPrimary } from '../runtime/primary.js';
 import { runWorker } from '../runtime/worker.js';
+import { createWorkerMetrics, registerWorkerRegistry } from '../telemetry/metrics.js';
 
 /**
  * How connections reach workers. 'none' lets every worker accept on the shared socket
@@ -23,7 +24,10 @@ export function register(program: Command): void {
     .option('--drain-timeout <ms>', 'how long in-flight requests may take to finish on shutdown', String(DEFAULT_DRAIN_MS))
     .action(async (opts: { config: string; drainTimeout: string }) => {
       if (cluster.isWorker) {
-        await runWorker(opts.config);
+        // one metrics registry per worker process, answering the primary's scrapes
+        const metrics = createWorkerMetrics();
+        registerWorkerRegistry(metrics.registry);
+        await runWorker(opts.config, metrics);
         return;
       }
       cluster.schedulingPolicy = schedulingPolicy();

@@ -12,6 +12,10 @@ import { createTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import { isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import type { LoadedCert } from '../tls/listener-tls.js';
+import { createPrimaryMetrics, collectClusterMetrics } from '../telemetry/metrics.js';
+import { startAdmin, type AdminServer } from '../admin/server.js';
+import { buildStatus } from '../admin/status.js';
+import { VERSION } from '../version.js';
 
 export interface PrimaryOptions {
   drainMs: number;
@@ -31,6 +35,7 @@ export interface PrimaryState {
   generation: number;
   /** resolves once SIGTERM/SIGINT drained every worker */
   stopped: Promise<void>;
+  admin: AdminServer;
 }
 
 function workerCount(config: LoadedConfig): number {
@@ -47,6 +52,9 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
 
   let secret = randomBytes(32);
   const wanted = workerCount(config);
+  const primaryStartedAt = new Date();
+  const metrics = createPrimaryMetrics();
+  metrics.setCertificates(certificates);
   const readyIds = new Set<number>();
   const startedAt = new Map<number, Date>();
   const addresses = new Map<string, { host: string; port: number }>();
@@ -105,12 +113,36 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     }, delay);
   });
 
+  const workersInfo = () =>
+    Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w).map((w) => ({ id: w.id, pid: w.process.pid, ready: readyIds.has(w.id), started: (startedAt.get(w.id) ?? new Date()).toISOString() }));
+  // the admin listener comes up first, so /readyz can say 503 until every worker listens
+  const admin = await startAdmin({
+    host: config.admin.host,
+    port: config.admin.port,
+    log: telemetry.log,
+    provider: {
+      ready: () => startupDone && !shuttingDown && readyIds.size > 0,
+      metrics: () => collectClusterMetrics(metrics.registry),
+      status: () =>
+        buildStatus({
+          version: VERSION,
+          startedAt: primaryStartedAt,
+          generation: 1,
+          certificates,
+          workers: workersInfo(),
+          listeners: config.listeners.map((l) => ({ name: l.name, address: l.address, bound: addresses.get(l.name) ?? null, protocol: l.protocol, tls: !!l.tls, client_auth: l.tls?.client_auth ?? 'none' })),
+        }),
+    },
+  });
+  telemetry.log.info({ event: 'admin_listening', address: `${config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host}:${admin.port}` }, 'admin listener ready');
+
   for (let i = 0; i < wanted; i++) fork();
   try {
     await started;
   } catch (err) {
     shuttingDown = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.kill();
+    await admin.close();
     throw err;
   }
 
@@ -133,8 +165,10 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       const check = () => {
         if (Object.keys(cluster.workers ?? {}).length === 0) {
           clearTimeout(deadline);
-          telemetry.log.info({ event: 'stopped' }, 'stopped');
-          resolve();
+          void admin.close().finally(() => {
+            telemetry.log.info({ event: 'stopped' }, 'stopped');
+            resolve();
+          });
         }
       };
       cluster.on('exit', check);
@@ -147,15 +181,15 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   return {
     config,
     telemetry,
-    startedAt: new Date(),
+    startedAt: primaryStartedAt,
     workersWanted: wanted,
     ready: () => startupDone && !shuttingDown && readyIds.size > 0,
-    workers: () =>
-      Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w).map((w) => ({ id: w.id, pid: w.process.pid, ready: readyIds.has(w.id), started: (startedAt.get(w.id) ?? new Date()).toISOString() })),
+    workers: workersInfo,
     addresses,
     certificates,
     generation: 1,
     stopped,
+    admin,
   };
 }
 

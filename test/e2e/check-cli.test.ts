@@ -1,6 +1,9 @@
 // End-to-end tests of `portcullis check`: runs the real CLI on config files written to a
 // temp folder and checks exit codes, the summary line and that every error is printed.
-import { test } from 'node:test';
+// check provisions the config, so a key that does not match its certificate is an error too.
+import { test, before } from 'node:test';
+import { copyFileSync } from 'node:fs';
+import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,12 +20,19 @@ function check(args: string[], cwd?: string) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, errors: r.stderr.split('\n').filter((l) => l.startsWith('error: ')) };
 }
 
-/** A temp folder with dummy PEM-named files (contents are not parsed by check). */
+let pki: TestPki;
+before(async () => {
+  pki = await makeTestPki(mkdtempSync(join(tmpdir(), 'portcullis-check-pki-')));
+});
+
+/** A temp folder with a real server certificate, key and CA (check parses them, as `nginx -t` does). */
 function workspace(t: { after: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-check-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'pki'));
-  for (const f of ['server.crt', 'server.key', 'ca.crt']) writeFileSync(join(dir, 'pki', f), `dummy ${f}\n`);
+  copyFileSync(pki.server.chain, join(dir, 'pki', 'server.crt'));
+  copyFileSync(pki.server.key, join(dir, 'pki', 'server.key'));
+  copyFileSync(pki.ca.cert, join(dir, 'pki', 'ca.crt'));
   return dir;
 }
 
@@ -114,11 +124,28 @@ test('YAML syntax errors name the line; JSON configs are read by extension', (t)
   assert.match(bad.errors[0] ?? '', /bad\.yaml: line 3, column \d+: YAML syntax error: .* \[PCL_ERR_CONFIG_PARSE\]$/, bad.stderr);
 
   const json = {
-    listeners: [{ name: 'j', address: '127.0.0.1:0', protocol: 'tcp', upstream: 'db' }],
-    upstreams: { db: { endpoints: ['tcp://127.0.0.1:5432'] } },
+    listeners: [{ name: 'j', address: '127.0.0.1:0', routes: [{ upstream: 'db' }] }],
+    upstreams: { db: { endpoints: ['http://127.0.0.1:5432'] } },
   };
   writeFileSync(join(dir, 'portcullis.json'), JSON.stringify(json));
   const ok = check(['-c', join(dir, 'portcullis.json')]);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.equal(ok.stdout, 'config OK: 1 listener (j tcp 127.0.0.1:0), 1 upstream, 0 routes\n');
+  assert.equal(ok.stdout, 'config OK: 1 listener (j http 127.0.0.1:0), 1 upstream, 1 route\n');
+});
+
+test('check provisions: a key that does not match its certificate fails with the file named', (t) => {
+  const dir = workspace(t);
+  copyFileSync(pki.client.key, join(dir, 'pki', 'server.key'));
+  writeFileSync(join(dir, 'portcullis.yaml'), VALID);
+  const r = check(['-c', join(dir, 'portcullis.yaml')]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /listeners\[0\]\.tls\.key: .*server\.key does not match the certificate in .*server\.crt.*\[PCL_ERR_KEY_MISMATCH\]/);
+});
+
+test('check provisions: a SPIFFE pattern with * inside a segment is refused before run would refuse it', (t) => {
+  const dir = workspace(t);
+  writeFileSync(join(dir, 'portcullis.yaml'), VALID.replace('      - match: { path: /v1 }\n        upstream: app', '      - match: { path: /v1 }\n        allow: [{ spiffe_id: "spiffe://example.org/ns/web-*" }]\n        upstream: app'));
+  const r = check(['-c', join(dir, 'portcullis.yaml')]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /spiffe/);
 });

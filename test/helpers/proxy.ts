@@ -64,6 +64,8 @@ export interface RunningCli {
   proc: ChildProcess;
   /** listener name -> port actually bound */
   ports: Record<string, number>;
+  /** the admin listener's port */
+  adminPort: number;
   port: number;
   dir: string;
   accessLog: string;
@@ -79,7 +81,7 @@ export interface RunningCli {
 export async function startCli(config: Record<string, unknown>, opts: { dir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunningCli> {
   const dir = opts.dir ?? tempDir();
   const accessLog = join(dir, 'access.log');
-  const cfg = { workers: 1, log: { level: 'info', access: accessLog }, ...config };
+  const cfg = { workers: 1, admin: { address: '127.0.0.1:0' }, log: { level: 'info', access: accessLog }, ...config };
   const cfgPath = join(dir, `portcullis-${Date.now()}-${Math.random().toString(16).slice(2)}.json`);
   writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
   const proc = spawn(process.execPath, [CLI, 'run', '-c', cfgPath, '--drain-timeout', '3000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
@@ -88,6 +90,7 @@ export async function startCli(config: Record<string, unknown>, opts: { dir?: st
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const listeners = ((config.listeners as { name: string }[] | undefined) ?? []).map((l) => l.name);
   const ports: Record<string, number> = {};
+  let adminPort = 0;
   await new Promise<void>((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error(`portcullis did not start in time:\n${err}${out}`)), 15_000);
     proc.stderr!.on('data', (d: Buffer) => {
@@ -97,6 +100,7 @@ export async function startCli(config: Record<string, unknown>, opts: { dir?: st
         try {
           const j = JSON.parse(line) as { event?: string; listener?: string; address?: string };
           if (j.event === 'listening' && j.listener && j.address) ports[j.listener] = Number(j.address.slice(j.address.lastIndexOf(':') + 1));
+          if (j.event === 'admin_listening' && j.address) adminPort = Number(j.address.slice(j.address.lastIndexOf(':') + 1));
         } catch {
           // partial line
         }
@@ -114,6 +118,7 @@ export async function startCli(config: Record<string, unknown>, opts: { dir?: st
   return {
     proc,
     ports,
+    adminPort,
     port: ports[listeners[0]!]!,
     dir,
     accessLog,

@@ -69,7 +69,7 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
   const method = req.method ?? 'GET';
   const log = (status: number, extra: { route?: RouteRuntime; decision?: { allowed: boolean; rule?: string | undefined; reason?: string | undefined }; bytesIn?: number; bytesOut?: number; error?: string; path?: string }) => {
     const seconds = (performance.now() - start) / 1000;
-    const routeName = extra.route?.name ?? '';
+    const routeName = extra.route?.name ?? '-'; // unmatched requests share one label value
     l.telemetry.request(l.name, routeName, status, seconds);
     if (extra.decision) l.telemetry.authz(l.name, routeName, extra.decision.allowed);
     writeAccess(l.telemetry, {

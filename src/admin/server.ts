@@ -1,0 +1,179 @@
+// The admin listener (SPEC §1 `admin`): plain HTTP, loopback by default, serving
+// /healthz, /readyz, /metrics, /status and POST /reload from an AdminProvider the runtime
+// supplies. It holds no state of its own, so it can run in the primary, which never
+// serves proxy traffic.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP, type AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { prometheusContentType } from 'prom-client';
+import { ErrorCodes, PortcullisError } from '../errors.js';
+
+export interface ReloadResponse {
+  ok: boolean;
+  generation?: number | undefined;
+  error?: string | undefined;
+}
+
+export interface AdminProvider {
+  /** listeners bound and config loaded */
+  ready(): boolean;
+  /** Prometheus text (e.g. collectClusterMetrics) */
+  metrics(): Promise<string>;
+  /** the /status document (e.g. buildStatus) */
+  status(): Promise<object> | object;
+  /** builds and swaps in a new generation; absent where reload is not supported */
+  reload?(): Promise<ReloadResponse>;
+}
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  provider: AdminProvider;
+  log: Logger;
+}
+
+export interface AdminServer {
+  /** the bound port (useful with port 0) */
+  port: number;
+  close(): Promise<void>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+function errorBody(error: string, message: string) {
+  return { error, message };
+}
+
+function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+/** The host part of a Host header ("[::1]:9901" -> "::1", "localhost:9901" -> "localhost"). */
+function hostOnly(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']'));
+  const colon = h.lastIndexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
+export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
+  const { provider, log } = opts;
+  const loopbackOnly = isLoopbackHost(opts.host);
+  // one reload at a time: two overlapping generation builds would race to swap in
+  let reloadChain: Promise<unknown> = Promise.resolve();
+
+  const routes: Record<string, { method: 'GET' | 'POST'; handle: Handler }> = {
+    '/healthz': { method: 'GET', handle: (_q, res) => send(res, 200, { status: 'ok' }) },
+    '/readyz': {
+      method: 'GET',
+      handle: (_q, res) => (provider.ready() ? send(res, 200, { status: 'ready' }) : send(res, 503, { status: 'not_ready' })),
+    },
+    '/metrics': {
+      method: 'GET',
+      handle: async (_q, res) => {
+        const text = await provider.metrics();
+        send(res, 200, text, { 'content-type': prometheusContentType });
+      },
+    },
+    '/status': { method: 'GET', handle: async (_q, res) => send(res, 200, await provider.status()) },
+    '/reload': {
+      method: 'POST',
+      handle: async (_q, res) => {
+        const reload = provider.reload?.bind(provider);
+        if (!reload) {
+          send(res, 501, { ok: false, error: 'this process cannot reload its configuration' });
+          return;
+        }
+        const run = reloadChain.then(() => reload());
+        reloadChain = run.catch(() => undefined);
+        let r: ReloadResponse;
+        try {
+          r = await run;
+        } catch (err) {
+          r = { ok: false, error: err instanceof Error ? err.message : String(err) };
+        }
+        if (r.ok) send(res, 200, { ok: true, ...(r.generation !== undefined ? { generation: r.generation } : {}) });
+        else send(res, 500, { ok: false, error: r.error ?? 'reload failed; see the log for the reason' });
+      },
+    },
+  };
+
+  const server = http.createServer(async (req, res) => {
+    // nothing here reads a body; discard one if sent so keep-alive still works
+    req.resume();
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    try {
+      // A browser page must not drive the admin API: a DNS-rebound name reaching a
+      // loopback-only listener, or a cross-site form POSTing /reload.
+      if (loopbackOnly && !isLoopbackHost(hostOnly(req.headers.host ?? ''))) {
+        send(res, 403, errorBody('forbidden', 'the admin listener answers only requests addressed to localhost or a loopback IP'));
+        return;
+      }
+      if (req.method === 'POST' && req.headers.origin !== undefined) {
+        send(res, 403, errorBody('forbidden', 'the admin API does not accept requests from web pages (Origin header present)'));
+        return;
+      }
+      const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
+      if (!route) {
+        send(res, 404, errorBody('not_found', `no admin endpoint ${path}; try /healthz, /readyz, /metrics, /status or POST /reload`));
+        return;
+      }
+      const method = req.method === 'HEAD' && route.method === 'GET' ? 'GET' : req.method;
+      if (method !== route.method) {
+        const allow = route.method === 'GET' ? 'GET, HEAD' : 'POST';
+        send(res, 405, errorBody('method_not_allowed', `${path} accepts ${allow}, not ${req.method}`), { allow });
+        return;
+      }
+      await route.handle(req, res);
+    } catch (err) {
+      log.error({ event: 'admin_error', path, err }, `admin ${path} failed`);
+      if (!res.headersSent) send(res, 500, errorBody('internal_error', `admin ${path} failed: ${err instanceof Error ? err.message : String(err)}`));
+      else res.destroy();
+    }
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const addr = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+      reject(
+        new PortcullisError(ErrorCodes.LISTEN_FAILED, `admin: cannot listen on ${addr} (${err.code ?? err.message}); change admin.address or stop what uses it`, {
+          path: 'admin.address',
+          cause: err,
+        }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ event: 'admin_error', err }, 'admin listener error'));
+  const port = (server.address() as AddressInfo).port;
+  log.debug({ event: 'admin_listening', host: opts.host, port }, 'admin listener ready');
+
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}
