@@ -12,6 +12,9 @@ const IDENTITY_HEADERS = new Set([
   'x-forwarded-proto',
   'x-forwarded-host',
   'x-request-id',
+  // they claim the client's address too; portcullis is the edge and sets X-Forwarded-For
+  'forwarded',
+  'x-real-ip',
 ]);
 const IDENTITY_PREFIX = 'x-client-';
 
@@ -44,6 +47,8 @@ export interface FilteredHeaders {
   /** the client's X-Request-Id when it was valid */
   requestId: string | undefined;
   host: string | undefined;
+  /** more than one Host header: RFC 9112 §3.2 says answer 400 */
+  duplicateHost: boolean;
   /** the client asked for trailers (te: trailers), which gRPC needs */
   teTrailers: boolean;
 }
@@ -66,10 +71,21 @@ export function filterRequestHeaders(raw: readonly string[]): FilteredHeaders {
   let requestId: string | undefined;
   let host: string | undefined;
   let teTrailers = false;
+  let duplicateHost = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
     const c = canonicalName(name);
+    // Host is end-to-end and routes the request: a Connection token never removes it
+    if (c === 'host') {
+      if (host !== undefined) {
+        duplicateHost = true;
+        continue;
+      }
+      host = value;
+      headers.push(name, value);
+      continue;
+    }
     if (isIdentityHeader(c)) {
       if (c === 'x-request-id' && requestId === undefined && REQUEST_ID_RE.test(value)) requestId = value;
       continue;
@@ -79,13 +95,9 @@ export function filterRequestHeaders(raw: readonly string[]): FilteredHeaders {
       continue;
     }
     if (connectionTokens?.has(c)) continue;
-    if (c === 'host') {
-      if (host !== undefined) continue; // Node rejects duplicate Host; belt and braces
-      host = value;
-    }
     headers.push(name, value);
   }
-  return { headers, requestId, host, teTrailers };
+  return { headers, requestId, host, duplicateHost, teTrailers };
 }
 
 /** Response headers from upstream: drop hop-by-hop ones before relaying to the client. */

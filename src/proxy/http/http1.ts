@@ -98,12 +98,28 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     log(status, { ...extra, error: code });
   };
 
-  const target = normalizePath(req.url ?? '/');
+  if (f.duplicateHost) {
+    refuse('bad_request', 'the request has more than one Host header; send exactly one');
+    return;
+  }
+  let rawTarget = req.url ?? '/';
+  let host = f.host ?? '';
+  if (rawTarget.startsWith('http://') || rawTarget.startsWith('https://')) {
+    // absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host
+    const abs = absoluteTarget(rawTarget);
+    if (!abs) {
+      refuse('bad_request', 'the request target is not a valid absolute URI; send an origin-form path like /path');
+      return;
+    }
+    rawTarget = abs.path;
+    host = abs.host;
+    replaceHost(f.headers, host);
+  }
+  const target = normalizePath(rawTarget);
   if (!target.ok) {
     refuse('bad_request', `the request path is not acceptable (${target.reason}); send a normalized path`);
     return;
   }
-  const host = f.host ?? '';
   const m = matchRoute(l.table, hostWithoutPort(host), target.path, method);
   if (!m) {
     refuse('no_route', `no route on listener ${l.name} matches ${method} ${target.path}${host ? ` for host ${hostWithoutPort(host)}` : ''}; check the listener's routes`, { path: target.path });
@@ -185,6 +201,28 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
       log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, path: target.path });
     },
   );
+}
+
+function absoluteTarget(t: string): { host: string; path: string } | undefined {
+  try {
+    const u = new URL(t);
+    if (!u.host || u.username || u.password) return undefined;
+    // keep the path exactly as sent (URL() would already normalize dot segments)
+    const afterAuthority = t.indexOf('/', t.indexOf('//') + 2);
+    return { host: u.host, path: afterAuthority < 0 ? '/' : t.slice(afterAuthority) };
+  } catch {
+    return undefined;
+  }
+}
+
+function replaceHost(headers: string[], host: string): void {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === 'host') {
+      headers[i + 1] = host;
+      return;
+    }
+  }
+  headers.push('host', host);
 }
 
 class BodyTooLarge extends Error {
