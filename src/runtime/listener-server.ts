@@ -1,37 +1,58 @@
 // A bound listener socket that lives across configuration generations. Each accepted
 // connection captures the listener runtime current at accept time and keeps it until it
-// closes; a reload only changes what new connections get.
+// closes; a reload only changes what new connections get. After the handshake and the
+// peer check, the connection goes to the front end for its protocol (and ALPN).
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type http from 'node:http';
-import { startHandshake, checkPeer, type PeerResult } from '../tls/listener-tls.js';
+import { startHandshake, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
 import { formatIdentityHeaders } from '../proxy/identity-headers.js';
-import { createHttp1Frontend } from '../proxy/http/http1.js';
+import { http1Frontend } from '../proxy/http/http1.js';
+import type { Frontend } from '../proxy/frontend.js';
 import { kConn, type ConnState, type ListenerRuntime } from './types.js';
 import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { reasonMessage } from '../tls/verify-result.js';
 
+/** Front ends by name; a listener creates the ones its protocol needs. */
+export type FrontendKind = 'http1' | 'h2' | 'tcp';
+export type FrontendFactory = (rt: ListenerRuntime) => Frontend;
+const factories: Partial<Record<FrontendKind, FrontendFactory>> = {
+  http1: (rt) => http1Frontend({ maxHeaderBytes: rt.cfg.limits.max_header_bytes, headerTimeout: rt.cfg.limits.header_timeout, idleTimeout: rt.cfg.limits.idle_timeout }),
+};
+
+/** Lets the HTTP/2 and TCP front ends plug in without this file importing them. */
+export function registerFrontend(kind: FrontendKind, factory: FrontendFactory): void {
+  factories[kind] = factory;
+}
+
+function alpnFor(rt: ListenerRuntime): string[] {
+  if (rt.cfg.protocol === 'tcp') return [];
+  return factories.h2 ? ['h2', 'http/1.1'] : ['http/1.1'];
+}
+
 export class ListenerServer {
   runtime: ListenerRuntime;
   readonly server: net.Server;
-  private readonly http1: http.Server;
+  private readonly frontends = new Map<FrontendKind, Frontend>();
   private readonly sockets = new Set<Socket>();
 
   constructor(runtime: ListenerRuntime) {
     this.runtime = runtime;
-    const limits = runtime.cfg.limits;
-    this.http1 = createHttp1Frontend({
-      maxHeaderBytes: limits.max_header_bytes,
-      headerTimeout: limits.header_timeout,
-      idleTimeout: limits.idle_timeout,
-    });
-    // The HTTP server never listens itself; 'listening' starts its header/request timeout
-    // bookkeeping, which Node only sets up for servers that listen.
-    this.http1.emit('listening');
     this.server = net.createServer({ noDelay: true }, (raw) => this.onConnection(raw));
-    if (limits.max_connections > 0) this.server.maxConnections = limits.max_connections;
+    const max = runtime.cfg.limits.max_connections;
+    if (max > 0) this.server.maxConnections = max;
+  }
+
+  private frontend(kind: FrontendKind): Frontend {
+    let f = this.frontends.get(kind);
+    if (!f) {
+      const make = factories[kind];
+      if (!make) throw new Error(`no ${kind} front end registered`);
+      f = make(this.runtime);
+      this.frontends.set(kind, f);
+    }
+    return f;
   }
 
   listen(): Promise<{ host: string; port: number }> {
@@ -59,28 +80,18 @@ export class ListenerServer {
     });
     const remoteAddress = raw.remoteAddress ?? '';
     if (!rt.tls) {
-      const peer: PeerResult = { verify: 'NONE' };
-      this.attach(raw, rt, peer, null, remoteAddress);
+      this.attach(raw, rt, undefined, undefined, { verify: 'NONE' }, null, remoteAddress);
       return;
     }
     const tlsRt = rt.tls;
-    const sock = startHandshake(raw, tlsRt, ['http/1.1']);
+    const sock = startHandshake(raw, tlsRt, alpnFor(rt), this.server);
     let secured = false;
     const timer = setTimeout(() => sock.destroy(), rt.cfg.limits.header_timeout);
     sock.once('secure', () => {
       secured = true;
       clearTimeout(timer);
-      const peer = checkPeer(sock, tlsRt.trust);
-      const tlsVersion = sock.getProtocol();
-      if (peer.verify === 'FAILED' && tlsRt.trust.clientAuth === 'require') {
-        // Node completes the handshake before reporting the verification error; the
-        // connection is closed before any request is read.
-        this.handshakeFailed(rt, remoteAddress, tlsVersion, peer.reason ?? 'error', peer.message ?? '', peer.failed);
-        sock.destroy();
-        return;
-      }
-      rt.telemetry.handshake(rt.name, peer.verify === 'SUCCESS' ? 'ok' : peer.reason ?? 'ok');
-      this.attach(sock, rt, peer, tlsVersion, remoteAddress);
+      // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
+      void this.afterHandshake(sock, rt, remoteAddress);
     });
     sock.on('error', (err: Error & { code?: string }) => {
       clearTimeout(timer);
@@ -91,6 +102,31 @@ export class ListenerServer {
       this.handshakeFailed(rt, remoteAddress, null, reason, msg, undefined);
       sock.destroy();
     });
+  }
+
+  private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): Promise<void> {
+    const tlsRt = rt.tls!;
+    const servername = typeof sock.servername === 'string' ? sock.servername : undefined;
+    const entry = selectEntry(tlsRt, servername);
+    let peer: PeerResult;
+    try {
+      peer = await checkPeer(sock, entry.trust);
+    } catch (err) {
+      peer = { verify: 'FAILED', reason: 'error', message: reasonMessage('error', (err as Error).message) };
+    }
+    if (sock.destroyed) return;
+    const tlsVersion = sock.getProtocol();
+    if (entry.trust.clientAuth === 'require' && peer.verify !== 'SUCCESS') {
+      // Node completes the handshake before reporting the verification error; the
+      // connection is closed before any request is read. (A missing certificate only
+      // gets here when other SNI entries made the certificate optional.)
+      const reason = peer.reason ?? 'no_cert';
+      this.handshakeFailed(rt, remoteAddress, tlsVersion, reason, peer.message ?? reasonMessage(reason), peer.failed);
+      sock.destroy();
+      return;
+    }
+    rt.telemetry.handshake(rt.name, peer.verify === 'SUCCESS' ? 'ok' : peer.reason ?? 'ok');
+    this.attach(sock, rt, entry, servername, peer, tlsVersion, remoteAddress);
   }
 
   private handshakeFailed(rt: ListenerRuntime, remote: string, tlsVersion: string | null, reason: string, message: string, failed: PeerResult['failed']): void {
@@ -105,10 +141,12 @@ export class ListenerServer {
     });
   }
 
-  private attach(sock: Socket | TLSSocket, rt: ListenerRuntime, peer: PeerResult, tlsVersion: string | null, remoteAddress: string): void {
+  private attach(sock: Socket | TLSSocket, rt: ListenerRuntime, entry: CertEntry | undefined, servername: string | undefined, peer: PeerResult, tlsVersion: string | null, remoteAddress: string): void {
     const id = peer.identity;
     const conn: ConnState = {
       listener: rt,
+      entry,
+      servername,
       peer,
       identityHeaders: formatIdentityHeaders(peer, rt.identity),
       tlsVersion,
@@ -124,7 +162,8 @@ export class ListenerServer {
       },
     };
     (sock as unknown as { [kConn]: ConnState })[kConn] = conn;
-    this.http1.emit('connection', sock);
+    const kind: FrontendKind = rt.cfg.protocol === 'tcp' ? 'tcp' : (sock as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1';
+    this.frontend(kind).accept(sock, conn);
   }
 
   /** Stops accepting, lets in-flight requests finish, then closes what is left. */
@@ -133,7 +172,7 @@ export class ListenerServer {
     this.server.close();
     const deadline = Date.now() + timeoutMs;
     while (this.sockets.size > 0 && Date.now() < deadline) {
-      this.http1.closeIdleConnections();
+      for (const f of this.frontends.values()) f.closeIdle();
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();

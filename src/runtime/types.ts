@@ -1,6 +1,6 @@
 // Shapes shared by the runtime and the protocol front ends: what one configuration
 // generation provides for a listener and a route, and what a connection carries.
-import type { TlsRuntime, PeerResult } from '../tls/listener-tls.js';
+import type { TlsRuntime, PeerResult, CertEntry } from '../tls/listener-tls.js';
 import type { ListenerConfig, ClientAuth } from '../config/schema.js';
 import type { CompiledRule } from '../policy/rules.js';
 import type { RouteTable } from '../routing/route-table.js';
@@ -36,6 +36,10 @@ export interface ListenerRuntime {
 /** Per-connection state, computed once when the handshake completes. */
 export interface ConnState {
   listener: ListenerRuntime;
+  /** the certificate entry the handshake chose by SNI (undefined on plain listeners) */
+  entry: CertEntry | undefined;
+  /** the SNI server name the client sent, if any */
+  servername: string | undefined;
   peer: PeerResult;
   identityHeaders: string[];
   tlsVersion: string | null;

@@ -1,6 +1,7 @@
-// The TLS side of a listener: secure contexts built once per configuration generation,
-// the handshake (a TLSSocket per accepted TCP socket), and the post-handshake peer check
-// that turns OpenSSL's verdict plus our own checks into a PeerResult with the Identity.
+// The TLS side of a listener: certificate entries (the default and SNI ones) with their
+// secure contexts, built once per configuration generation; the handshake (a TLSSocket
+// per accepted TCP socket); and the post-handshake peer check that turns OpenSSL's
+// verdict plus our own checks into a PeerResult with the Identity.
 //
 // Why TLSSocket by hand instead of tls.Server: tls.Server with rejectUnauthorized destroys
 // a socket whose certificate failed verification before any of our code sees it, so the
@@ -8,16 +9,20 @@
 // keeps OpenSSL's own handshake alert for a missing certificate (certificate_required,
 // via SSL_VERIFY_FAIL_IF_NO_PEER_CERT) and lets us inspect every other failure.
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
-import type { Socket } from 'node:net';
-import { createHash, createHmac, randomBytes, type X509Certificate } from 'node:crypto';
-import { readCaFiles, readKeyPair, type CertFile } from './pem.js';
+import type { Server, Socket } from 'node:net';
+import { createHmac, randomBytes, type X509Certificate } from 'node:crypto';
+import { readKeyPair, oneLine } from './pem.js';
+import { buildTrust, type TrustRuntime } from './trust.js';
 import { reasonFromOpenSsl, reasonMessage, type VerifyReason } from './verify-result.js';
 import { buildIdentity, chainAbove, rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
-import type { ClientAuth, ListenerTlsConfig } from '../config/schema.js';
+import { trustFor, type ListenerTlsConfig, type SniCertConfig } from '../config/schema.js';
+import { compileRules, type CompiledRule } from '../policy/rules.js';
 
 const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
 const ANY_EKU = '2.5.29.37.0';
+
+export type { TrustRuntime } from './trust.js';
 
 export interface LoadedCert {
   role: 'server' | 'client_ca';
@@ -28,18 +33,26 @@ export interface LoadedCert {
   serial: string;
 }
 
-/** Trust settings of one certificate entry (the listener default, or an SNI entry later). */
-export interface TrustRuntime {
-  clientAuth: ClientAuth;
-  verifyDepth: number;
-  caCerts: X509Certificate[];
+/** One certificate the listener can present, with the client trust that goes with it. */
+export interface CertEntry {
+  /** 'default' or the entry's first server name */
+  name: string;
+  /** lowercased; exact names or "*.example.com" */
+  serverNames: string[];
+  context: SecureContext;
+  trust: TrustRuntime;
+  /** the entry's own rules (SNI entries), applied on top of the listener's */
+  allow: CompiledRule[];
+  deny: CompiledRule[];
 }
 
 export interface TlsRuntime {
-  context: SecureContext;
-  /** digest of the verification settings: the session-id context and the ticket-key salt */
-  trustDigest: string;
-  trust: TrustRuntime;
+  default: CertEntry;
+  entries: CertEntry[];
+  /** ask for a client certificate when any entry wants one */
+  requestCert: boolean;
+  /** let OpenSSL fail a handshake without a certificate when every entry requires one */
+  failIfNoCert: boolean;
   /** every certificate loaded for this listener, for /status and expiry metrics */
   loaded: LoadedCert[];
   minVersion: 'TLSv1.2' | 'TLSv1.3';
@@ -67,68 +80,99 @@ export function deriveTicketKeys(secret: Buffer | undefined, trustDigest: string
   return Buffer.concat([a, b]).subarray(0, 48);
 }
 
-/** Replaces the ticket keys of a live context (hourly rotation); the context stays in use. */
+/** Replaces the ticket keys of the live contexts (hourly rotation); the contexts stay in use. */
 export function setTicketKeys(rt: TlsRuntime, secret: Buffer): void {
-  const native = (rt.context as unknown as { context?: { setTicketKeys?(keys: Buffer): void } }).context;
-  native?.setTicketKeys?.(deriveTicketKeys(secret, rt.trustDigest));
+  for (const e of [rt.default, ...rt.entries]) {
+    const native = (e.context as unknown as { context?: { setTicketKeys?(keys: Buffer): void } }).context;
+    native?.setTicketKeys?.(deriveTicketKeys(secret, e.trust.digest));
+  }
 }
 
-/** Reads every file and builds the secure context. Throws PortcullisError naming the file. */
-export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSecret?: Buffer): TlsRuntime {
-  const pair = readKeyPair(cfg.cert, cfg.key, field);
-  const loaded: LoadedCert[] = pair.chain.certs.map((c) => describe(c, 'server', cfg.cert));
-  let caFiles: CertFile[] = [];
-  if (cfg.client_auth !== 'none') {
-    caFiles = readCaFiles(cfg.client_ca, `${field}.client_ca`);
-    for (const f of caFiles) for (const c of f.certs) loaded.push(describe(c, 'client_ca', f.file));
-  }
-  const caCerts = caFiles.flatMap((f) => f.certs);
-  // Sessions may only resume under the very same verification settings: OpenSSL refuses
-  // to resume a session whose session-id context differs, so bind it to a digest of them.
-  const digest = createHash('sha256');
-  digest.update(JSON.stringify({ a: cfg.client_auth, d: cfg.verify_depth, v: cfg.min_version }));
-  for (const c of caCerts) digest.update(c.raw);
-  const trustDigest = digest.digest('hex');
+function buildEntry(
+  name: string,
+  serverNames: string[],
+  certFile: string,
+  keyFile: string,
+  trust: TrustRuntime,
+  minVersion: string,
+  field: string,
+  ticketSecret: Buffer | undefined,
+  loaded: LoadedCert[],
+  rules: { allow: CompiledRule[]; deny: CompiledRule[] },
+): CertEntry {
+  const pair = readKeyPair(certFile, keyFile, field);
+  for (const c of pair.chain.certs) loaded.push(describe(c, 'server', certFile));
+  for (const f of trust.caFiles) for (const c of f.certs) loaded.push(describe(c, 'client_ca', f.file));
   const context = tls.createSecureContext({
     cert: pair.chain.pem,
     key: pair.key.pem,
-    // Always pass an explicit CA list: without `ca`, Node would trust its public root
-    // store for client certificates. With client_auth none no certificate is requested.
-    ca: caCerts.length > 0 ? caCerts.map((c) => c.toString()) : [],
-    minVersion: cfg.min_version,
-    sessionIdContext: trustDigest.slice(0, 32),
-    ticketKeys: deriveTicketKeys(ticketSecret, trustDigest),
+    // Always an explicit CA list: without `ca`, Node would trust its public root store
+    // for client certificates. With client_auth none no certificate is requested.
+    ca: trust.caCerts.map((c) => c.toString()),
+    ...(trust.crlPem.length > 0 ? { crl: trust.crlPem } : {}),
+    minVersion: minVersion as tls.SecureVersion,
+    // OpenSSL refuses to resume a session whose session-id context differs: bind it to
+    // the digest of everything that decides acceptance
+    sessionIdContext: trust.digest.slice(0, 32),
+    ticketKeys: deriveTicketKeys(ticketSecret, trust.digest),
   });
+  return { name, serverNames, context, trust, ...rules };
+}
+
+/** Reads every file and builds the secure contexts. Throws PortcullisError naming the file. */
+export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSecret?: Buffer): TlsRuntime {
+  const loaded: LoadedCert[] = [];
+  const defaultTrust = buildTrust(trustFor(cfg), field, cfg.min_version);
+  const def = buildEntry('default', [], cfg.cert, cfg.key, defaultTrust, cfg.min_version, field, ticketSecret, loaded, { allow: [], deny: [] });
+  const entries = cfg.certificates.map((e: SniCertConfig, i: number) => {
+    const f = `${field}.certificates[${i}]`;
+    const trust = buildTrust(trustFor(cfg, e), f, cfg.min_version);
+    const names = e.server_names.map((n) => n.toLowerCase());
+    return buildEntry(names[0] ?? `entry-${i}`, names, e.cert, e.key, trust, cfg.min_version, f, ticketSecret, loaded, {
+      allow: compileRules(e.allow ?? [], `${f}.allow`),
+      deny: compileRules(e.deny ?? [], `${f}.deny`),
+    });
+  });
+  const all = [def, ...entries];
   return {
-    context,
-    trustDigest,
-    trust: { clientAuth: cfg.client_auth, verifyDepth: cfg.verify_depth, caCerts },
+    default: def,
+    entries,
+    requestCert: all.some((e) => e.trust.clientAuth !== 'none'),
+    failIfNoCert: all.every((e) => e.trust.clientAuth === 'require'),
     loaded,
     minVersion: cfg.min_version,
   };
 }
 
+/** The entry for a server name (SNI or Host): exact names first, then "*.x" for one label. */
+export function selectEntry(rt: TlsRuntime, name: string | false | undefined | null): CertEntry {
+  if (!name || rt.entries.length === 0) return rt.default;
+  const n = name.toLowerCase().replace(/\.$/, '');
+  for (const e of rt.entries) if (e.serverNames.includes(n)) return e;
+  const dot = n.indexOf('.');
+  if (dot > 0) {
+    const wildcard = '*' + n.slice(dot);
+    for (const e of rt.entries) if (e.serverNames.includes(wildcard)) return e;
+  }
+  return rt.default;
+}
+
 function describe(c: X509Certificate, role: LoadedCert['role'], file: string): LoadedCert {
-  return {
-    role,
-    file,
-    subject: c.subject.split('\n').reverse().join(','),
-    issuer: c.issuer.split('\n').reverse().join(','),
-    notAfter: new Date(c.validTo),
-    serial: c.serialNumber,
-  };
+  return { role, file, subject: oneLine(c.subject), issuer: oneLine(c.issuer), notAfter: new Date(c.validTo), serial: c.serialNumber };
 }
 
 /** Starts the server side of a TLS handshake on an accepted TCP socket. */
-export function startHandshake(raw: Socket, rt: TlsRuntime, alpn: string[]): TLSSocket {
-  const clientAuth = rt.trust.clientAuth;
+export function startHandshake(raw: Socket, rt: TlsRuntime, alpn: string[], server: Server): TLSSocket {
   return new tls.TLSSocket(raw, {
     isServer: true,
-    secureContext: rt.context,
-    requestCert: clientAuth !== 'none',
+    // the net.Server, so an 'OCSPRequest' listener on it (stapling) is consulted
+    server,
+    secureContext: rt.default.context,
+    ...(rt.entries.length > 0 ? { SNICallback: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => cb(null, selectEntry(rt, name).context) } : {}),
+    requestCert: rt.requestCert,
     // only sets SSL_VERIFY_FAIL_IF_NO_PEER_CERT here (no tls.Server around to destroy the
     // socket on other failures); everything else is decided in checkPeer
-    rejectUnauthorized: clientAuth === 'require',
+    rejectUnauthorized: rt.failIfNoCert,
     ALPNProtocols: alpn,
   });
 }
@@ -142,7 +186,7 @@ interface VerifyHandle {
  * A missing certificate is NONE even when OpenSSL reports no error: a resumed session
  * that never had a certificate reports no error and no peer.
  */
-export function checkPeer(sock: TLSSocket, trust: TrustRuntime): PeerResult {
+export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<PeerResult> {
   if (trust.clientAuth === 'none') return { verify: 'NONE' };
   const leaf = sock.getPeerX509Certificate();
   if (!leaf) return { verify: 'NONE', reason: 'no_cert', message: reasonMessage('no_cert') };
@@ -160,7 +204,7 @@ export function checkPeer(sock: TLSSocket, trust: TrustRuntime): PeerResult {
   // OpenSSL's ssl_client purpose check already refuses a leaf whose EKU lacks clientAuth
   // and most CA certificates (no digitalSignature); these checks make it independent of
   // how the CA filled in key usage.
-  if (leaf.ca) return fail('ca_as_leaf', leaf, `basicConstraints CA:TRUE on ${leaf.subject.split('\n').reverse().join(',')}`);
+  if (leaf.ca) return fail('ca_as_leaf', leaf, `basicConstraints CA:TRUE on ${oneLine(leaf.subject)}`);
   const eku = leaf.keyUsage;
   if (eku && eku.length > 0 && !eku.includes(CLIENT_AUTH_EKU) && !eku.includes(ANY_EKU)) {
     return fail('bad_eku', leaf, `extended key usage is ${eku.join(', ')}`);
@@ -169,14 +213,19 @@ export function checkPeer(sock: TLSSocket, trust: TrustRuntime): PeerResult {
   if (chain.length > trust.verifyDepth) {
     return fail('depth_exceeded', leaf, `${chain.length} intermediates, verify_depth is ${trust.verifyDepth}`);
   }
-  return { verify: 'SUCCESS', identity: buildIdentity(leaf, chain) };
+  const identity = buildIdentity(leaf, chain);
+  for (const check of trust.checks) {
+    const f = await check(leaf, chain, identity);
+    if (f) return fail(f.reason, leaf, f.detail);
+  }
+  return { verify: 'SUCCESS', identity };
 }
 
 function detailFor(reason: VerifyReason, leaf: X509Certificate, code: string): string {
   const now = rfc3339(new Date());
   if (reason === 'expired') return `notAfter ${rfc3339(new Date(leaf.validTo))}, now ${now}`;
   if (reason === 'not_yet_valid') return `notBefore ${rfc3339(new Date(leaf.validFrom))}, now ${now}`;
-  if (reason === 'unknown_ca') return `issuer ${leaf.issuer.split('\n').reverse().join(',')}; OpenSSL: ${code}`;
+  if (reason === 'unknown_ca') return `issuer ${oneLine(leaf.issuer)}; OpenSSL: ${code}`;
   return `OpenSSL: ${code}`;
 }
 
@@ -186,8 +235,8 @@ function fail(reason: VerifyReason, leaf: X509Certificate, detail: string): Peer
     reason,
     message: reasonMessage(reason, detail),
     failed: {
-      subject: leaf.subject.split('\n').reverse().join(','),
-      issuer: leaf.issuer.split('\n').reverse().join(','),
+      subject: oneLine(leaf.subject),
+      issuer: oneLine(leaf.issuer),
       serial: leaf.serialNumber,
       fingerprint: leaf.fingerprint256.replace(/:/g, '').toLowerCase(),
       not_after: rfc3339(new Date(leaf.validTo)),

@@ -13,11 +13,25 @@ import { sendError } from './respond.js';
 import { forward, type ForwardResult } from './forward.js';
 import { writeAccess } from '../../telemetry/telemetry.js';
 import { httpErrorBody, type HttpErrorCode } from '../../errors.js';
+import type { Frontend } from '../frontend.js';
+import { selectEntry } from '../../tls/listener-tls.js';
 
 export interface Http1Options {
   maxHeaderBytes: number;
   headerTimeout: number;
   idleTimeout: number;
+}
+
+/** The HTTP/1.1 front end as a Frontend: hands connections to a non-listening http.Server. */
+export function http1Frontend(opts: Http1Options): Frontend {
+  const server = createHttp1Frontend(opts);
+  // 'listening' starts Node's header/request timeout bookkeeping, which it only sets up
+  // for servers that listen themselves
+  server.emit('listening');
+  return {
+    accept: (sock) => server.emit('connection', sock),
+    closeIdle: () => server.closeIdleConnections(),
+  };
 }
 
 export function createHttp1Frontend(opts: Http1Options): http.Server {
@@ -120,6 +134,13 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     refuse('bad_request', `the request path is not acceptable (${target.reason}); send a normalized path`);
     return;
   }
+  const tlsRt = l.tls;
+  if (tlsRt && tlsRt.entries.length > 0 && selectEntry(tlsRt, hostWithoutPort(host)) !== conn.entry) {
+    // the Host belongs to another certificate entry (its own CA and rules) than the one the
+    // handshake verified against: CVE-2025-23419-style bypass, so refuse (RFC 9110 §15.5.20)
+    refuse('misdirected_request', `the Host ${hostWithoutPort(host) || '(none)'} is not served by the certificate this connection negotiated${conn.servername ? ` for ${conn.servername}` : ' (no SNI)'}; open a new connection for that host`);
+    return;
+  }
   const m = matchRoute(l.table, hostWithoutPort(host), target.path, method);
   if (!m) {
     refuse('no_route', `no route on listener ${l.name} matches ${method} ${target.path}${host ? ` for host ${hostWithoutPort(host)}` : ''}; check the listener's routes`, { path: target.path });
@@ -135,9 +156,10 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     return;
   }
   const identity = conn.peer.verify === 'SUCCESS' ? conn.peer.identity : undefined;
+  const entry = conn.entry;
   const decision = authorize({
-    listenerAllow: l.allow,
-    listenerDeny: l.deny,
+    listenerAllow: entry && entry.allow.length > 0 ? entry.allow : l.allow,
+    listenerDeny: entry && entry.deny.length > 0 ? [...l.deny, ...entry.deny] : l.deny,
     routeAllow: route.allow,
     routeDeny: route.deny,
     identity,
