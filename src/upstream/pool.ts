@@ -1,9 +1,11 @@
-// Upstream endpoint pools: one undici Pool (keep-alive, connection reuse) per endpoint,
+// Upstream endpoint pools: one undici Pool (keep-alive, connection reuse) per http/https
+// endpoint, HTTP/2 sessions for h2c endpoints (and for gRPC to https endpoints, ALPN h2),
 // chosen round robin. Built once per configuration generation and closed when the
 // generation is released.
 import { Pool } from 'undici';
 import type { ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls } from './upstream-tls.js';
+import { H2SessionPool } from './h2-session-pool.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 
@@ -11,7 +13,12 @@ export interface Endpoint {
   url: URL;
   /** endpoint as written in the config, for logs and metric labels */
   label: string;
-  dispatcher: Pool;
+  /** HTTP/1.1 over http or https; undefined for h2c endpoints */
+  dispatcher: Pool | undefined;
+  /** HTTP/2: always for h2c, for gRPC calls on https (sessions connect lazily) */
+  h2: H2SessionPool | undefined;
+  /** TLS options of https endpoints (WebSocket upgrades connect with them) */
+  tls: ConnectionOptions | undefined;
 }
 
 export class UpstreamPool {
@@ -28,13 +35,16 @@ export class UpstreamPool {
     const tlsOpts: ConnectionOptions | undefined = cfg.tls ? buildUpstreamTls(cfg.tls, `${field}.tls`) : undefined;
     this.endpoints = cfg.endpoints.map((raw, i) => {
       const url = new URL(raw);
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      if (url.protocol !== 'http:' && url.protocol !== 'https:' && url.protocol !== 'h2c:') {
         throw new PortcullisError(
           ErrorCodes.CONFIG_INVALID,
-          `${field}.endpoints[${i}]: scheme ${url.protocol.slice(0, -1)} is not supported for HTTP routes yet; use http:// or https://`,
+          `${field}.endpoints[${i}]: scheme ${url.protocol.slice(0, -1)} is not supported for HTTP routes; use http://, https:// or h2c://`,
         );
       }
       const secure = url.protocol === 'https:';
+      const tls = secure ? tlsOpts ?? {} : undefined;
+      const h2 = url.protocol === 'http:' ? undefined : new H2SessionPool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls });
+      if (url.protocol === 'h2c:') return { url, label: raw, dispatcher: undefined, h2, tls };
       const dispatcher = new Pool(url.origin, {
         connect: {
           timeout: cfg.timeouts.connect,
@@ -47,7 +57,7 @@ export class UpstreamPool {
         bodyTimeout: cfg.timeouts.idle,
         pipelining: 1,
       });
-      return { url, label: raw, dispatcher };
+      return { url, label: raw, dispatcher, h2, tls };
     });
   }
 
@@ -59,6 +69,6 @@ export class UpstreamPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.endpoints.map((e) => e.dispatcher.close().catch(() => undefined)));
+    await Promise.all(this.endpoints.flatMap((e) => [e.dispatcher?.close().catch(() => undefined), e.h2?.close()]));
   }
 }

@@ -1,20 +1,18 @@
 // The HTTP/1.1 front end: an http.Server that never listens itself. The listener hands
-// it TLS sockets whose handshake (and identity) is already done. Per request it routes,
-// checks client authentication and authorization, then forwards and logs one line.
+// it TLS sockets whose handshake (and identity) is already done. Per request it runs the
+// shared admission pipeline (routing, client auth, authorization, identity headers), then
+// forwards and logs one line. Upgrade requests go to the WebSocket relay.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { connOf, type ConnState, type ListenerRuntime, type RouteRuntime } from '../../runtime/types.js';
-import { filterRequestHeaders } from '../request-headers.js';
-import { normalizePath } from '../../routing/path.js';
-import { hostWithoutPort, matchRoute } from '../../routing/route-table.js';
-import { authorize } from '../../policy/authorize.js';
-import { sendError } from './respond.js';
-import { forward, type ForwardResult } from './forward.js';
-import { writeAccess } from '../../telemetry/telemetry.js';
-import { httpErrorBody, type HttpErrorCode } from '../../errors.js';
+import { connOf, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
+import { sendError, rawErrorResponse } from './respond.js';
+import type { ForwardResult, ResponseSink } from './forward.js';
+import type { HttpErrorCode } from '../../errors.js';
 import type { Frontend } from '../frontend.js';
-import { selectEntry } from '../../tls/listener-tls.js';
+import { admitRequest, countBody, logRequest, type LogExtra } from './pipeline.js';
+import { dispatchUpstream } from './upstream-dispatch.js';
+import { handleUpgrade } from './websocket.js';
 
 export interface Http1Options {
   maxHeaderBytes: number;
@@ -46,12 +44,12 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
     },
     handleRequest,
   );
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(req, socket, head, opts.idleTimeout, handleRequest));
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     if (!socket.writable) {
       socket.destroy();
       return;
     }
-    const requestId = randomUUID();
     let error: HttpErrorCode = 'bad_request';
     let message = 'the request could not be parsed as HTTP/1.1; check the client';
     if (err.code === 'HPE_HEADER_OVERFLOW') {
@@ -61,13 +59,42 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
       socket.destroy();
       return;
     }
-    const status = error === 'headers_too_large' ? 431 : 400;
-    const body = httpErrorBody(error, message, requestId);
-    socket.end(
-      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nx-request-id: ${requestId}\r\n\r\n${body}`,
-    );
+    socket.end(rawErrorResponse(error, message, randomUUID()));
   });
   return server;
+}
+
+/** The forwarders' view of a ServerResponse. */
+function responseSink(res: ServerResponse): ResponseSink {
+  return {
+    get closed() {
+      return res.destroyed;
+    },
+    get headersSent() {
+      return res.headersSent;
+    },
+    get status() {
+      return res.statusCode;
+    },
+    start(status, headers, statusMessage) {
+      res.statusCode = status;
+      if (statusMessage) res.statusMessage = statusMessage;
+      for (const k in headers) res.setHeader(k, headers[k]!);
+    },
+    write: (chunk) => res.write(chunk),
+    onceDrain: (cb) => void res.once('drain', cb),
+    end(trailers) {
+      if (trailers) res.addTrailers(trailers);
+      res.end();
+    },
+    onAbort(cb) {
+      const onClose = () => {
+        if (!res.writableFinished) cb();
+      };
+      res.on('close', onClose);
+      return () => res.off('close', onClose);
+    },
+  };
 }
 
 function handleRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -77,189 +104,42 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     return;
   }
   const start = performance.now();
-  const l = conn.listener;
-  const f = filterRequestHeaders(req.rawHeaders);
-  const requestId = f.requestId ?? randomUUID();
   const method = req.method ?? 'GET';
-  const log = (status: number, extra: { route?: RouteRuntime; decision?: { allowed: boolean; rule?: string | undefined; reason?: string | undefined }; bytesIn?: number; bytesOut?: number; error?: string; path?: string }) => {
-    const seconds = (performance.now() - start) / 1000;
-    const routeName = extra.route?.name ?? '-'; // unmatched requests share one label value
-    l.telemetry.request(l.name, routeName, status, seconds);
-    if (extra.decision) l.telemetry.authz(l.name, routeName, extra.decision.allowed);
-    writeAccess(l.telemetry, {
-      event: 'request',
-      listener: l.name,
-      route: extra.route?.name,
-      remote_addr: conn.remoteAddress,
-      tls_version: conn.tlsVersion,
-      client: conn.logClient,
-      decision: extra.decision,
-      upstream: extra.route?.upstreamName,
-      status,
-      bytes_in: extra.bytesIn ?? 0,
-      bytes_out: extra.bytesOut ?? 0,
-      duration_ms: Math.round(seconds * 1e6) / 1000,
-      request_id: requestId,
-      method,
-      path: extra.path ?? req.url,
-      error: extra.error,
-    });
-  };
-  const refuse = (code: HttpErrorCode, message: string, extra: Parameters<typeof log>[1] = {}) => {
+  const cl = req.headers['content-length'];
+  const declared = cl === undefined ? undefined : Number(cl);
+  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared });
+  const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
+  if (!adm.ok) {
     // do not leave an unread request body on a kept-alive connection
     if (!req.complete) res.shouldKeepAlive = false;
-    const status = sendError(res, code, message, requestId);
-    log(status, { ...extra, error: code });
-  };
-
-  if (f.duplicateHost) {
-    refuse('bad_request', 'the request has more than one Host header; send exactly one');
+    const status = sendError(res, adm.code, adm.message, adm.requestId);
+    log(status, { route: adm.route, decision: adm.decision, path: adm.path, error: adm.code });
     return;
   }
-  let rawTarget = req.url ?? '/';
-  let host = f.host ?? '';
-  if (rawTarget.startsWith('http://') || rawTarget.startsWith('https://')) {
-    // absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host
-    const abs = absoluteTarget(rawTarget);
-    if (!abs) {
-      refuse('bad_request', 'the request target is not a valid absolute URI; send an origin-form path like /path');
-      return;
-    }
-    rawTarget = abs.path;
-    host = abs.host;
-    replaceHost(f.headers, host);
-  }
-  const target = normalizePath(rawTarget);
-  if (!target.ok) {
-    refuse('bad_request', `the request path is not acceptable (${target.reason}); send a normalized path`);
-    return;
-  }
-  const tlsRt = l.tls;
-  if (tlsRt && tlsRt.entries.length > 0 && selectEntry(tlsRt, hostWithoutPort(host)) !== conn.entry) {
-    // the Host belongs to another certificate entry (its own CA and rules) than the one the
-    // handshake verified against: CVE-2025-23419-style bypass, so refuse (RFC 9110 §15.5.20)
-    refuse('misdirected_request', `the Host ${hostWithoutPort(host) || '(none)'} is not served by the certificate this connection negotiated${conn.servername ? ` for ${conn.servername}` : ' (no SNI)'}; open a new connection for that host`);
-    return;
-  }
-  const m = matchRoute(l.table, hostWithoutPort(host), target.path, method);
-  if (!m) {
-    refuse('no_route', `no route on listener ${l.name} matches ${method} ${target.path}${host ? ` for host ${hostWithoutPort(host)}` : ''}; check the listener's routes`, { path: target.path });
-    return;
-  }
-  const route = l.routes[m.index]!;
-  if (route.clientAuth === 'require' && conn.peer.verify !== 'SUCCESS') {
-    if (conn.peer.verify === 'NONE') {
-      refuse('client_certificate_required', `route ${route.name} requires a client certificate; present one issued by a CA this listener trusts`, { route, path: target.path });
-    } else {
-      refuse('client_certificate_invalid', `${conn.peer.reason}: ${conn.peer.message}`, { route, path: target.path });
-    }
-    return;
-  }
-  const identity = conn.peer.verify === 'SUCCESS' ? conn.peer.identity : undefined;
-  const entry = conn.entry;
-  const decision = authorize({
-    listenerAllow: entry && entry.allow.length > 0 ? entry.allow : l.allow,
-    listenerDeny: entry && entry.deny.length > 0 ? [...l.deny, ...entry.deny] : l.deny,
-    routeAllow: route.allow,
-    routeDeny: route.deny,
-    identity,
-    facts: { method, host: hostWithoutPort(host), path: target.path },
-  });
-  if (!decision.allowed) {
-    refuse('forbidden', `route ${route.name} does not allow this client (${decision.reason}); ask for access or use an allowed identity`, { route, decision, path: target.path });
-    return;
-  }
-
-  const maxBody = l.cfg.limits.max_body_bytes;
-  const cl = req.headers['content-length'];
+  const { route, decision, path } = adm;
   const chunked = req.headers['transfer-encoding'] !== undefined;
-  const declared = cl === undefined ? undefined : Number(cl);
-  if (maxBody > 0 && declared !== undefined && declared > maxBody) {
-    refuse('body_too_large', `the request body of ${declared} bytes exceeds ${maxBody} bytes; send less or raise limits.max_body_bytes`, { route, decision, path: target.path });
-    return;
-  }
   let bytesIn = declared ?? 0;
-  let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
+  let body: AsyncIterable<Buffer> | null = null;
   if (chunked) {
     bytesIn = 0;
-    body = countBody(req, maxBody, (n) => (bytesIn = n));
+    body = countBody(req, conn.listener.cfg.limits.max_body_bytes, (n) => (bytesIn = n));
   } else if (declared !== undefined && declared > 0) {
     body = req;
   }
-  const headers = f.headers;
-  headers.push(
-    'x-forwarded-for', conn.remoteAddress,
-    'x-forwarded-proto', 'https',
-    'x-request-id', requestId,
-  );
-  if (host) headers.push('x-forwarded-host', host);
-  for (let i = 0; i < conn.identityHeaders.length; i++) headers.push(conn.identityHeaders[i]!);
-  const endpoint = route.upstream.pick();
-  forward(
-    req,
-    res,
-    {
-      endpoint,
-      method,
-      path: target.path + target.query,
-      headers,
-      body,
-      headersTimeout: route.timeout ?? route.upstream.requestTimeout,
-      bodyTimeout: route.upstream.idleTimeout,
-    },
-    route.upstreamName,
-    (r: ForwardResult) => {
-      if (r.error) {
-        if (r.error.code === 'body_too_large' || !res.headersSent) {
-          res.shouldKeepAlive = false;
-          const status = sendError(res, r.error.code, r.error.message, requestId);
-          log(status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path: target.path });
-        } else {
-          res.destroy();
-          log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path: target.path });
-        }
-        return;
+  dispatchUpstream(responseSink(res), adm, { method, body, grpc: false, grpcTimeout: 0 }, (r: ForwardResult) => {
+    if (r.error) {
+      if (r.error.code === 'body_too_large' || !res.headersSent) {
+        res.shouldKeepAlive = false;
+        const status = sendError(res, r.error.code, r.error.message, adm.requestId);
+        log(status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path });
+      } else {
+        res.destroy();
+        log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path });
       }
-      log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, path: target.path });
-    },
-  );
-}
-
-function absoluteTarget(t: string): { host: string; path: string } | undefined {
-  try {
-    const u = new URL(t);
-    if (!u.host || u.username || u.password) return undefined;
-    // keep the path exactly as sent (URL() would already normalize dot segments)
-    const afterAuthority = t.indexOf('/', t.indexOf('//') + 2);
-    return { host: u.host, path: afterAuthority < 0 ? '/' : t.slice(afterAuthority) };
-  } catch {
-    return undefined;
-  }
-}
-
-function replaceHost(headers: string[], host: string): void {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i]!.toLowerCase() === 'host') {
-      headers[i + 1] = host;
       return;
     }
-  }
-  headers.push('host', host);
-}
-
-class BodyTooLarge extends Error {
-  code = 'PCL_BODY_TOO_LARGE';
-}
-
-/** Counts a chunked body as it streams and stops it at limits.max_body_bytes (0 = no limit). */
-async function* countBody(req: IncomingMessage, max: number, report: (n: number) => void): AsyncGenerator<Buffer> {
-  let n = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    report(n);
-    if (max > 0 && n > max) throw new BodyTooLarge(`request body exceeds ${max} bytes`);
-    yield chunk;
-  }
+    log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, path });
+  });
 }
 
 export type { ConnState, ListenerRuntime };

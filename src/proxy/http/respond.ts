@@ -1,5 +1,6 @@
-// Writes the JSON errors portcullis itself produces (SPEC §5).
-import type { ServerResponse } from 'node:http';
+// Writes the JSON errors portcullis itself produces (SPEC §5), on an HTTP/1.1 response or
+// as raw bytes on a socket that has left the HTTP parser (parse errors, WebSocket upgrades).
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
 
 export function sendError(res: ServerResponse, error: HttpErrorCode, message: string, requestId: string, extra?: Record<string, string>): number {
@@ -20,4 +21,11 @@ export function sendError(res: ServerResponse, error: HttpErrorCode, message: st
   });
   res.end(body);
   return status;
+}
+
+/** A complete HTTP/1.1 error response that closes the connection, as bytes. */
+export function rawErrorResponse(error: HttpErrorCode, message: string, requestId: string): string {
+  const status = HttpErrors[error];
+  const body = httpErrorBody(error, message, requestId);
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n\r\n${body}`;
 }

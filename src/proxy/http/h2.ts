@@ -1,0 +1,274 @@
+// The HTTP/2 front end (ALPN h2): a node:http2 server that never listens, fed with TLS
+// sockets whose handshake and identity are done. It uses the core stream API (it
+// measured no slower than the compatibility API and gives trailers-only responses and
+// extended CONNECT directly). Requests run the same admission pipeline as HTTP/1.1;
+// gRPC calls are forwarded over h2 end to end and refused with gRPC statuses.
+import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { randomUUID } from 'node:crypto';
+import { Transform } from 'node:stream';
+import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
+import type { Frontend } from '../frontend.js';
+import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
+import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
+import { dispatchUpstream } from './upstream-dispatch.js';
+import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
+import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
+import { handleH2WebSocket } from './websocket.js';
+
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+class BodyTooLarge extends Error {
+  code = 'PCL_BODY_TOO_LARGE';
+}
+
+interface H2Sink extends ResponseSink {
+  /** end() or a body-less start() already finished the response */
+  readonly ended: boolean;
+}
+
+function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
+  let status = 0;
+  let headersSent = false;
+  let ended = false;
+  let trailers: HeaderMap | undefined;
+  const onAbort = new Set<() => void>();
+  const abort = () => {
+    for (const cb of onAbort) cb();
+    onAbort.clear();
+  };
+  stream.once('close', () => {
+    if (!ended) abort();
+  });
+  return {
+    get closed() {
+      return stream.destroyed;
+    },
+    get headersSent() {
+      return headersSent;
+    },
+    get status() {
+      return status;
+    },
+    get ended() {
+      return ended;
+    },
+    start(st, headers, _statusMessage, endStream) {
+      if (headersSent || stream.destroyed) return;
+      status = st;
+      headersSent = true;
+      const h = { ...headers, ':status': st };
+      if (endStream || isHead || st === 204 || st === 205 || st === 304) {
+        // nothing follows: a trailers-only gRPC answer must stay one HEADERS frame
+        ended = true;
+        stream.respond(h, { endStream: true });
+        return;
+      }
+      // trailers are known only at the end; Node sends an empty DATA frame when there are none
+      stream.respond(h, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers(trailers ?? {}));
+    },
+    write(chunk) {
+      if (ended || stream.destroyed) return true;
+      return stream.write(chunk);
+    },
+    onceDrain(cb) {
+      stream.once('drain', cb);
+    },
+    end(t) {
+      if (ended || stream.destroyed) return;
+      ended = true;
+      trailers = t;
+      stream.end();
+    },
+    onAbort(cb) {
+      onAbort.add(cb);
+      return () => void onAbort.delete(cb);
+    },
+  };
+}
+
+/** Answers a refusal as SPEC §5 JSON, or for gRPC as a trailers-only grpc-status. */
+function refuse(stream: ServerHttp2Stream, grpc: string | undefined, code: HttpErrorCode, message: string, requestId: string): number {
+  const status = HttpErrors[code];
+  if (stream.destroyed || stream.headersSent) return status;
+  if (grpc) {
+    stream.respond(
+      {
+        ':status': 200,
+        'content-type': grpc === 'grpc-web' ? 'application/grpc-web' : 'application/grpc',
+        'grpc-status': String(grpcStatusFor(code)),
+        'grpc-message': encodeGrpcMessage(message),
+        'x-request-id': requestId,
+      },
+      { endStream: true },
+    );
+  } else {
+    const body = httpErrorBody(code, message, requestId);
+    stream.respond({ ':status': status, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, 'cache-control': 'no-store' });
+    stream.end(body);
+  }
+  // the client may still be sending a body nobody will read: let it drain
+  stream.resume();
+  return status;
+}
+
+/** HPACK's size of a header list (RFC 7541 §4.1): what limits.max_header_bytes bounds on h2. */
+function headerListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) n += raw[i]!.length;
+  return n + 16 * raw.length;
+}
+
+export function h2Frontend(rt: ListenerRuntime): Frontend {
+  const maxHeader = rt.cfg.limits.max_header_bytes;
+  const server = http2.createServer({
+    // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
+    maxHeaderListPairs: 2000,
+    settings: { enableConnectProtocol: true, maxHeaderListSize: Math.max(2 * maxHeader, 65_535) },
+  });
+  const sessions = new Set<ServerHttp2Session>();
+  const conns = new WeakMap<ServerHttp2Session, ConnState>();
+  let accepting: ConnState | undefined;
+  server.on('session', (session: ServerHttp2Session) => {
+    const conn = accepting!;
+    conns.set(session, conn);
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    // idle: GOAWAY, streams in flight still finish
+    const idle = conn.listener.cfg.limits.idle_timeout;
+    if (idle > 0) session.setTimeout(idle, () => session.close());
+  });
+  // session errors (a peer protocol error, a reset socket) end the session; nothing to add
+  server.on('sessionError', () => undefined);
+  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    // a stream reset by the client emits 'error'; unhandled it would end the process
+    stream.on('error', () => undefined);
+    const conn = conns.get(stream.session as ServerHttp2Session);
+    if (!conn) {
+      stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    onStream(stream, conn, headers, flags, rawHeaders);
+  });
+  return {
+    accept(sock, conn) {
+      // Only tls.Server clears this flag after the handshake; our listener builds its
+      // TLSSockets itself, and an Http2Session would wait for a 'secureConnect' that a
+      // server-side socket never emits
+      const s = sock as unknown as { secureConnecting?: boolean };
+      if (s.secureConnecting) s.secureConnecting = false;
+      accepting = conn;
+      try {
+        server.emit('connection', sock);
+      } finally {
+        accepting = undefined;
+      }
+    },
+    closeIdle() {
+      for (const s of sessions) if (!s.closed) s.close();
+    },
+  };
+}
+
+function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+  const start = performance.now();
+  const l = conn.listener;
+  const method = String(headers[':method'] ?? 'GET');
+  const rawPath = headers[':path'];
+  const path = rawPath === undefined ? '' : String(rawPath);
+  const grpc = grpcKind(headers['content-type'] as string | undefined);
+  let early: { code: HttpErrorCode; message: string } | undefined;
+
+  // HTTP/1.1-shaped header list: no pseudo-headers, :authority as Host (RFC 9113 §8.3.1),
+  // cookie crumbs joined with "; " (RFC 9113 §8.2.3)
+  const pairs: string[] = [];
+  let cookies: string[] | undefined;
+  let hostHeader: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const value = raw[i + 1]!;
+    if (name === 'cookie') (cookies ??= []).push(value);
+    else if (name === 'host') {
+      if (hostHeader !== undefined) early = { code: 'bad_request', message: 'the request has more than one Host header; send exactly one' };
+      hostHeader = value;
+    } else pairs.push(name, value);
+  }
+  const authority = headers[':authority'] as string | undefined;
+  if (authority !== undefined && hostHeader !== undefined && hostHeader !== authority) {
+    early ??= { code: 'bad_request', message: 'the Host header differs from :authority; send one authority' };
+  }
+  const host = authority ?? hostHeader;
+  if (host !== undefined) pairs.unshift('host', host);
+  if (cookies) pairs.push('cookie', cookies.join('; '));
+  if (headerListSize(raw) > l.cfg.limits.max_header_bytes) {
+    early ??= { code: 'headers_too_large', message: `the request headers exceed ${l.cfg.limits.max_header_bytes} bytes; send smaller headers or raise limits.max_header_bytes` };
+  }
+  const fail = (code: HttpErrorCode, message: string, requestId: string, extra: LogExtra) => {
+    const status = refuse(stream, grpc, code, message, requestId);
+    logRequest(conn, start, requestId, method, path, status, { ...extra, error: extra.error ?? code });
+  };
+  if (early) return fail(early.code, early.message, randomUUID(), {});
+
+  if (method === 'CONNECT') {
+    if (headers[':protocol'] === 'websocket') {
+      handleH2WebSocket(stream, conn, path, pairs, l.cfg.limits.idle_timeout, fail);
+      return;
+    }
+    return fail('bad_request', 'CONNECT tunnels are not supported; only extended CONNECT for WebSocket (RFC 8441)', randomUUID(), {});
+  }
+  if (headers[':protocol'] !== undefined) {
+    return fail('bad_request', ':protocol is only valid with CONNECT', randomUUID(), {});
+  }
+
+  const cl = headers['content-length'];
+  const declared = cl === undefined ? undefined : Number(cl);
+  const adm = admitRequest({ conn, method, target: path, rawHeaders: pairs, contentLength: declared });
+  if (!adm.ok) return fail(adm.code, adm.message, adm.requestId, { route: adm.route, decision: adm.decision, path: adm.path });
+  const { route, decision } = adm;
+  const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, path, status, { route, decision, path: adm.path, ...extra });
+
+  const sink = streamSink(stream, method === 'HEAD');
+  const hasBody = (flags & NGHTTP2_FLAG_END_STREAM) === 0 && !stream.readableEnded;
+  let bytesIn = 0;
+  let body: Transform | null = null;
+  if (hasBody) {
+    // counts for the log and enforces max_body_bytes; reading the stream directly with a
+    // 'data' listener would start the flow before the upstream is ready and lose data
+    const maxBody = l.cfg.limits.max_body_bytes;
+    body = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        bytesIn += chunk.length;
+        if (maxBody > 0 && bytesIn > maxBody) cb(new BodyTooLarge(`the request body exceeds ${maxBody} bytes`));
+        else cb(null, chunk);
+      },
+    });
+    stream.pipe(body);
+  }
+
+  dispatchUpstream(
+    sink,
+    adm,
+    { method, body, grpc: grpc === 'grpc', grpcTimeout: grpc === 'grpc' ? parseGrpcTimeout(headers['grpc-timeout'] as string | undefined) : 0 },
+    (r: ForwardResult) => {
+      if (body && !stream.readableEnded) {
+        // the exchange is over but the client still sends: nobody will read it, drop it
+        stream.unpipe(body);
+        stream.resume();
+      }
+      const error = r.error;
+      if (!error) return log(r.status, { bytesIn, bytesOut: r.bytesOut });
+      if (!sink.headersSent) {
+        const status = refuse(stream, grpc, error.code, error.message, adm.requestId);
+        return log(status, { bytesIn, bytesOut: r.bytesOut, error: error.cause });
+      }
+      if (grpc && !sink.ended && !stream.destroyed) {
+        // the response has begun: end it with a status the gRPC client understands
+        sink.end({ 'grpc-status': String(grpcStatusFor(error.code)), 'grpc-message': encodeGrpcMessage(error.message) });
+      } else if (!stream.destroyed) {
+        stream.close(NGHTTP2_INTERNAL_ERROR);
+      }
+      log(r.status, { bytesIn, bytesOut: r.bytesOut, error: error.cause });
+    },
+  );
+}
