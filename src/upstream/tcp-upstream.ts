@@ -1,0 +1,120 @@
+// Endpoints of an upstream that tcp listeners forward whole connections to (tcp:// and
+// tls:// URLs). No pooling: every client connection gets its own upstream connection.
+// The TLS context toward tls:// endpoints is built once per configuration generation.
+import net, { type Socket } from 'node:net';
+import tls, { type ConnectionOptions } from 'node:tls';
+import { buildUpstreamTls } from './upstream-tls.js';
+import type { UpstreamConfig } from '../config/schema.js';
+import { ErrorCodes, PortcullisError } from '../errors.js';
+
+export interface TcpEndpoint {
+  host: string;
+  port: number;
+  secure: boolean;
+  /** endpoint as written in the config, for logs */
+  label: string;
+  /** open connections, for least_request */
+  active: number;
+}
+
+/** Why an endpoint could not be reached; the message names the endpoint. */
+export class TcpConnectError extends Error {
+  constructor(
+    message: string,
+    /** errno code, or connect_timeout */
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+export class TcpUpstream {
+  readonly name: string;
+  readonly endpoints: TcpEndpoint[];
+  readonly connectTimeout: number;
+  private readonly balance: UpstreamConfig['balance'];
+  private readonly tlsOptions: ConnectionOptions | undefined;
+  private next = 0;
+
+  constructor(name: string, cfg: UpstreamConfig, field: string) {
+    this.name = name;
+    this.balance = cfg.balance;
+    this.connectTimeout = cfg.timeouts.connect;
+    this.endpoints = cfg.endpoints.map((raw, i) => {
+      const url = new URL(raw);
+      const scheme = url.protocol.slice(0, -1);
+      if (scheme !== 'tcp' && scheme !== 'tls') {
+        throw new PortcullisError(ErrorCodes.CONFIG_INVALID, `${field}.endpoints[${i}]: scheme ${scheme} cannot serve a tcp listener; use tcp:// or tls://`);
+      }
+      // URL keeps the brackets of an IPv6 literal; net.connect wants the bare address
+      return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), secure: scheme === 'tls', label: raw, active: 0 };
+    });
+    if (this.endpoints.some((e) => e.secure)) {
+      const opts = cfg.tls ? buildUpstreamTls(cfg.tls, `${field}.tls`) : { rejectUnauthorized: true };
+      const { ca, cert, key, ...rest } = opts;
+      // one SecureContext for every connection of this generation instead of one per
+      // connect; without tls.ca it trusts Node's roots, as https:// endpoints do
+      this.tlsOptions = { ...rest, secureContext: tls.createSecureContext({ ca, cert, key }) };
+    }
+  }
+
+  /** Endpoints in the order to try them: the balancer's choice first, then the others. */
+  order(): TcpEndpoint[] {
+    const n = this.endpoints.length;
+    let first: number;
+    if (this.balance === 'random') first = Math.floor(Math.random() * n);
+    else if (this.balance === 'least_request') {
+      first = 0;
+      for (let i = 1; i < n; i++) if (this.endpoints[i]!.active < this.endpoints[first]!.active) first = i;
+    } else {
+      first = this.next;
+      this.next = (this.next + 1) % n;
+    }
+    return Array.from({ length: n }, (_, i) => this.endpoints[(first + i) % n]!);
+  }
+
+  /**
+   * Opens one connection (TLS handshake included for tls://). `done` is called once: with
+   * the socket when it can carry data, or with an error after the connect timeout or a
+   * failure. The returned abort() destroys an attempt that is still in progress.
+   */
+  connect(ep: TcpEndpoint, done: (err: TcpConnectError | undefined, sock?: Socket) => void): () => void {
+    let settled = false;
+    const sock: Socket = ep.secure
+      ? tls.connect({
+          host: ep.host,
+          port: ep.port,
+          // SNI cannot carry an IP address; a configured tls.server_name wins
+          ...(net.isIP(ep.host) ? {} : { servername: ep.host }),
+          ...this.tlsOptions,
+        })
+      : net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true });
+    // the upstream may finish its answer while the client is still sending, and vice versa
+    // (tls.connect takes this option at run time but its types do not declare it)
+    sock.allowHalfOpen = true;
+    const finish = (err: TcpConnectError | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.off('error', onError);
+      if (err) {
+        sock.destroy();
+        done(err);
+        return;
+      }
+      ep.active++;
+      sock.once('close', () => ep.active--);
+      done(undefined, sock);
+    };
+    const onError = (e: Error & { code?: string }) => finish(new TcpConnectError(`${ep.label}: ${e.code ?? e.message}`, e.code ?? 'error'));
+    const timer = setTimeout(() => finish(new TcpConnectError(`${ep.label}: no connection within ${this.connectTimeout}ms (timeouts.connect)`, 'connect_timeout')), this.connectTimeout);
+    sock.once('error', onError);
+    sock.once(ep.secure ? 'secureConnect' : 'connect', () => finish(undefined));
+    return () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+    };
+  }
+}
