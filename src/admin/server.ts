@@ -107,7 +107,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
           r = { ok: false, error: err instanceof Error ? err.message : String(err) };
         }
         if (r.ok) send(res, 200, { ok: true, ...(r.generation !== undefined ? { generation: r.generation } : {}) });
-        else send(res, 500, { ok: false, error: r.error ?? 'reload failed; see the log for the reason' });
+        else send(res, 500, { ok: false, generation: r.generation, error: r.error ?? 'reload failed; see the log for the reason' });
       },
     },
   };

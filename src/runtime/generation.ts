@@ -7,6 +7,8 @@ import { buildListenerTls, type TlsRuntime } from '../tls/listener-tls.js';
 import { compileRules } from '../policy/rules.js';
 import { compileRoutes } from '../routing/route-table.js';
 import { UpstreamPool } from '../upstream/pool.js';
+import { TcpUpstream } from '../upstream/tcp-upstream.js';
+import { TCP_SCHEMES } from '../config/schema.js';
 import type { ListenerRuntime, RouteRuntime } from './types.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 
@@ -15,6 +17,40 @@ export interface Generation {
   config: LoadedConfig;
   listeners: Map<string, ListenerRuntime>;
   upstreams: Map<string, UpstreamPool>;
+  /** connections still using this generation; it is released when retired and at zero */
+  refs: GenerationRefs;
+}
+
+/**
+ * Counts the connections that use a generation. A reload retires the old generation;
+ * its upstream pools close only when the last of its connections has closed, so
+ * in-flight and kept-alive requests finish on the configuration they started with.
+ */
+export class GenerationRefs {
+  private count = 0;
+  private retired = false;
+  private released = false;
+  constructor(private readonly onRelease: () => void) {}
+  acquire(): void {
+    this.count++;
+  }
+  release(): void {
+    this.count--;
+    this.maybeRelease();
+  }
+  retire(): void {
+    this.retired = true;
+    this.maybeRelease();
+  }
+  get connections(): number {
+    return this.count;
+  }
+  private maybeRelease(): void {
+    if (this.retired && this.count <= 0 && !this.released) {
+      this.released = true;
+      this.onRelease();
+    }
+  }
 }
 
 function collect(errors: PortcullisError[], fn: () => void): void {
@@ -30,13 +66,20 @@ function collect(errors: PortcullisError[], fn: () => void): void {
 export function buildGeneration(config: LoadedConfig, id: number, telemetry: Telemetry, ticketSecret?: Buffer): Generation {
   const errors: PortcullisError[] = [];
   const upstreams = new Map<string, UpstreamPool>();
+  const tcpUpstreams = new Map<string, TcpUpstream>();
   for (const [name, up] of Object.entries(config.upstreams)) {
-    collect(errors, () => upstreams.set(name, new UpstreamPool(name, up, `upstreams.${name}`)));
+    // the schema forbids mixing schemes, so the first endpoint tells the kind
+    const tcp = (TCP_SCHEMES as readonly string[]).includes(new URL(up.endpoints[0]!).protocol.slice(0, -1));
+    if (tcp) collect(errors, () => tcpUpstreams.set(name, new TcpUpstream(name, up, `upstreams.${name}`)));
+    else collect(errors, () => upstreams.set(name, new UpstreamPool(name, up, `upstreams.${name}`)));
   }
   const listeners = new Map<string, ListenerRuntime>();
+  const refs = new GenerationRefs(() => {
+    for (const p of upstreams.values()) void p.close();
+  });
   config.listeners.forEach((l, i) => {
     collect(errors, () => {
-      const rt = buildListener(l, i, id, upstreams, telemetry, ticketSecret);
+      const rt = buildListener(l, i, id, upstreams, telemetry, ticketSecret, refs, tcpUpstreams);
       if (rt) listeners.set(l.name, rt);
     });
   });
@@ -44,13 +87,14 @@ export function buildGeneration(config: LoadedConfig, id: number, telemetry: Tel
     for (const p of upstreams.values()) void p.close();
     throw new PortcullisErrors(errors);
   }
-  return { id, config, listeners, upstreams };
+  return { id, config, listeners, upstreams, refs };
 }
 
-function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map<string, UpstreamPool>, telemetry: Telemetry, ticketSecret: Buffer | undefined): ListenerRuntime | undefined {
+function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map<string, UpstreamPool>, telemetry: Telemetry, ticketSecret: Buffer | undefined, refs: GenerationRefs, tcpUpstreams: Map<string, TcpUpstream>): ListenerRuntime | undefined {
   const field = `listeners[${i}]`;
-  if (l.protocol !== 'http') {
-    throw new PortcullisError(ErrorCodes.CONFIG_INVALID, `${field}.protocol: ${l.protocol} listeners are not supported yet; use protocol: http`);
+  const tcpUpstream = l.protocol === 'tcp' ? tcpUpstreams.get(l.upstream ?? '') : undefined;
+  if (l.protocol === 'tcp' && !tcpUpstream) {
+    throw new PortcullisError(ErrorCodes.CONFIG_INVALID, `${field}.upstream: no upstream with tcp:// or tls:// endpoints named ${l.upstream ?? '(none)'}; define it under upstreams`);
   }
   let tls: TlsRuntime | undefined;
   if (l.tls) tls = buildListenerTls(l.tls, `${field}.tls`, ticketSecret);
@@ -64,6 +108,7 @@ function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map
       name: r.name,
       index: j,
       clientAuth: r.client_auth ?? listenerAuth,
+      ownClientAuth: r.client_auth,
       allow: compileRules(r.allow, `routes[${r.name}].allow`),
       deny: compileRules(r.deny, `routes[${r.name}].deny`),
       upstream,
@@ -82,9 +127,12 @@ function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map
     deny: compileRules(l.deny, `listeners[${l.name}].deny`),
     identity: { headers: l.identity.headers, forward_cert: l.identity.forward_cert },
     telemetry,
+    refs,
+    ...(tcpUpstream ? { tcpUpstream, tcpUpstreamName: l.upstream } : {}),
   };
 }
 
+/** Closes a generation's pools now (start-up failures, check, shutdown). */
 export async function releaseGeneration(g: Generation): Promise<void> {
   await Promise.all([...g.upstreams.values()].map((p) => p.close()));
 }

@@ -1,13 +1,22 @@
 // Messages between the primary and its workers (node:cluster IPC). Kept in one place so
-// both sides agree on the shapes.
+// both sides agree on the shapes. (Metrics scrapes use their own messages, defined in
+// telemetry/metrics.ts: metrics-req / metrics-res.)
 
 export type ToWorker =
   | { pcl: 'shutdown'; drainMs: number }
-  | { pcl: 'ticket-secret'; secret: string };
+  | { pcl: 'ticket-secret'; secret: string }
+  /** reload phase 1: build generation `id` from the config file, change nothing yet */
+  | { pcl: 'prepare'; id: number }
+  /** reload phase 2: every worker prepared `id`; swap it in */
+  | { pcl: 'commit'; id: number }
+  /** some worker failed to prepare `id`; drop it */
+  | { pcl: 'abort'; id: number };
 
 export type FromWorker =
-  | { pcl: 'ready'; addresses: Record<string, { host: string; port: number }> }
-  | { pcl: 'fatal'; message: string; code?: string };
+  | { pcl: 'ready'; generation: number; addresses: Record<string, { host: string; port: number }> }
+  | { pcl: 'fatal'; message: string; code?: string }
+  | { pcl: 'prepared'; id: number; ok: boolean; error?: string }
+  | { pcl: 'committed'; id: number; ok: boolean; error?: string; addresses?: Record<string, { host: string; port: number }> };
 
 export function isPortcullisMessage(m: unknown): m is { pcl: string } {
   return typeof m === 'object' && m !== null && typeof (m as { pcl?: unknown }).pcl === 'string';
@@ -17,4 +26,5 @@ export function isPortcullisMessage(m: unknown): m is { pcl: string } {
 export const WORKER_ENV = {
   ticketSecret: 'PORTCULLIS_TICKET_SECRET',
   drainMs: 'PORTCULLIS_DRAIN_MS',
+  generation: 'PORTCULLIS_GENERATION',
 } as const;

@@ -13,6 +13,7 @@ import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { reasonMessage } from '../tls/verify-result.js';
+import { attachStapling } from '../tls/ocsp-stapling.js';
 
 /** Front ends by name; a listener creates the ones its protocol needs. */
 export type FrontendKind = 'http1' | 'h2' | 'tcp';
@@ -31,26 +32,45 @@ function alpnFor(rt: ListenerRuntime): string[] {
   return factories.h2 ? ['h2', 'http/1.1'] : ['http/1.1'];
 }
 
+interface RuntimeFrontends {
+  kinds: Map<FrontendKind, Frontend>;
+  /** open connections accepted under this runtime */
+  sockets: number;
+}
+
 export class ListenerServer {
   runtime: ListenerRuntime;
   readonly server: net.Server;
-  private readonly frontends = new Map<FrontendKind, Frontend>();
+  /** front ends per listener runtime: a reload's new limits apply to new connections only */
+  private readonly frontends = new Map<ListenerRuntime, RuntimeFrontends>();
   private readonly sockets = new Set<Socket>();
 
   constructor(runtime: ListenerRuntime) {
     this.runtime = runtime;
     this.server = net.createServer({ noDelay: true }, (raw) => this.onConnection(raw));
+    // before any socket exists: Node only asks for staples on servers with an OCSPRequest listener
+    attachStapling(this.server, () => this.runtime);
     const max = runtime.cfg.limits.max_connections;
     if (max > 0) this.server.maxConnections = max;
   }
 
-  private frontend(kind: FrontendKind): Frontend {
-    let f = this.frontends.get(kind);
+  private frontendsOf(rt: ListenerRuntime): RuntimeFrontends {
+    let fe = this.frontends.get(rt);
+    if (!fe) {
+      fe = { kinds: new Map(), sockets: 0 };
+      this.frontends.set(rt, fe);
+    }
+    return fe;
+  }
+
+  private frontend(rt: ListenerRuntime, kind: FrontendKind): Frontend {
+    const fe = this.frontendsOf(rt);
+    let f = fe.kinds.get(kind);
     if (!f) {
       const make = factories[kind];
       if (!make) throw new Error(`no ${kind} front end registered`);
-      f = make(this.runtime);
-      this.frontends.set(kind, f);
+      f = make(rt);
+      fe.kinds.set(kind, f);
     }
     return f;
   }
@@ -73,10 +93,16 @@ export class ListenerServer {
   private onConnection(raw: Socket): void {
     const rt = this.runtime;
     this.sockets.add(raw);
+    rt.refs.acquire();
+    this.frontendsOf(rt).sockets++;
     rt.telemetry.connection(rt.name, 1);
     raw.once('close', () => {
       this.sockets.delete(raw);
       rt.telemetry.connection(rt.name, -1);
+      rt.refs.release();
+      const fe = this.frontends.get(rt);
+      // an old generation's front ends go once its last connection has closed
+      if (fe && --fe.sockets === 0 && rt !== this.runtime) this.frontends.delete(rt);
     });
     const remoteAddress = raw.remoteAddress ?? '';
     if (!rt.tls) {
@@ -116,6 +142,13 @@ export class ListenerServer {
     }
     if (sock.destroyed) return;
     const tlsVersion = sock.getProtocol();
+    if (entry.trust.clientAuth === 'require' && peer.verify === 'FAILED' && peer.afterHandshake && rt.cfg.protocol === 'http') {
+      // pins, OCSP and cert_policy run after the handshake (SPEC §2): logged and counted as
+      // a refused handshake, then every request on the connection gets 403 with the reason
+      this.handshakeFailed(rt, remoteAddress, tlsVersion, peer.reason ?? 'error', peer.message ?? '', peer.failed);
+      this.attach(sock, rt, entry, servername, peer, tlsVersion, remoteAddress);
+      return;
+    }
     if (entry.trust.clientAuth === 'require' && peer.verify !== 'SUCCESS') {
       // Node completes the handshake before reporting the verification error; the
       // connection is closed before any request is read. (A missing certificate only
@@ -163,7 +196,7 @@ export class ListenerServer {
     };
     (sock as unknown as { [kConn]: ConnState })[kConn] = conn;
     const kind: FrontendKind = rt.cfg.protocol === 'tcp' ? 'tcp' : (sock as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1';
-    this.frontend(kind).accept(sock, conn);
+    this.frontend(rt, kind).accept(sock, conn);
   }
 
   /** Stops accepting, lets in-flight requests finish, then closes what is left. */
@@ -172,7 +205,7 @@ export class ListenerServer {
     this.server.close();
     const deadline = Date.now() + timeoutMs;
     while (this.sockets.size > 0 && Date.now() < deadline) {
-      for (const f of this.frontends.values()) f.closeIdle();
+      for (const fe of this.frontends.values()) for (const f of fe.kinds.values()) f.closeIdle();
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();

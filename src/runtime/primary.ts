@@ -1,11 +1,12 @@
 // The primary process: validates the config and provisions it once (so start-up fails
-// closed with every error before any worker starts), forks the workers, replaces a
-// worker that dies, rotates the shared session-ticket secret, and drains on SIGTERM.
+// closed with every error before any worker starts), runs the admin listener, forks the
+// workers, replaces a worker that dies, coordinates reloads (SIGHUP, POST /reload, file
+// changes), rotates the shared session-ticket secret, and drains on SIGTERM/SIGINT.
 // It never serves proxy traffic itself.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { loadConfig } from '../config/load.js';
+import { loadConfig, referencedFiles } from '../config/load.js';
 import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration } from './generation.js';
 import { createTelemetry, type Telemetry } from '../telemetry/telemetry.js';
@@ -16,6 +17,8 @@ import { createPrimaryMetrics, collectClusterMetrics } from '../telemetry/metric
 import { startAdmin, type AdminServer } from '../admin/server.js';
 import { buildStatus } from '../admin/status.js';
 import { VERSION } from '../version.js';
+import { ReloadCoordinator } from './reload.js';
+import { watchFiles } from './watch.js';
 
 export interface PrimaryOptions {
   drainMs: number;
@@ -24,64 +27,95 @@ export interface PrimaryOptions {
 }
 
 export interface PrimaryState {
-  config: LoadedConfig;
   telemetry: Telemetry;
-  startedAt: Date;
-  workersWanted: number;
-  ready(): boolean;
-  workers(): { id: number; pid: number | undefined; ready: boolean; started: string }[];
-  addresses: Map<string, { host: string; port: number }>;
-  certificates: LoadedCert[];
-  generation: number;
+  admin: AdminServer;
   /** resolves once SIGTERM/SIGINT drained every worker */
   stopped: Promise<void>;
-  admin: AdminServer;
 }
 
 function workerCount(config: LoadedConfig): number {
   return config.workers === 'auto' ? Math.max(1, availableParallelism()) : config.workers;
 }
 
+const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+/** Files whose change triggers a reload: everything the config references, and the config. */
+function watchedFiles(config: LoadedConfig): string[] {
+  return [config.configPath, ...referencedFiles(config).map((r) => r.file)];
+}
+
 export async function startPrimary(configPath: string, opts: PrimaryOptions): Promise<PrimaryState> {
-  const config = await loadConfig(configPath, { checkFiles: true });
+  let config = await loadConfig(configPath, { checkFiles: true });
   const telemetry = createTelemetry(config.log);
   // provision once here: a bad certificate or key stops start-up before any fork
   const probe = buildGeneration(config, 1, telemetry);
-  const certificates = [...probe.listeners.values()].flatMap((l) => l.tls?.loaded ?? []);
+  let certificates: LoadedCert[] = [...probe.listeners.values()].flatMap((l) => l.tls?.loaded ?? []);
   await releaseGeneration(probe);
 
   let secret = randomBytes(32);
   const wanted = workerCount(config);
-  const primaryStartedAt = new Date();
+  const startedAtPrimary = new Date();
   const metrics = createPrimaryMetrics();
   metrics.setCertificates(certificates);
   const readyIds = new Set<number>();
   const startedAt = new Map<number, Date>();
+  /** the generation each worker serves, as it reported it */
+  const workerGeneration = new Map<number, number>();
   const addresses = new Map<string, { host: string; port: number }>();
   let shuttingDown = false;
   let startupDone = false;
   let recentCrashes: number[] = [];
+  const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+
+  const reloads = new ReloadCoordinator({
+    configPath,
+    telemetry,
+    workers: liveWorkers,
+    counted: (r) => metrics.reload(r),
+    applied: (next, certs) => {
+      const before = config;
+      config = next;
+      certificates = certs;
+      metrics.setCertificates(certs);
+      watcher.update(watchedFiles(next));
+      if (workerCount(next) !== workerCount(before) || next.admin.address !== before.admin.address || JSON.stringify(next.log) !== JSON.stringify(before.log)) {
+        telemetry.log.warn({ event: 'reload_needs_restart' }, 'changes to workers, admin or log settings take effect after a restart');
+      }
+    },
+  });
 
   const fork = (): Worker => {
-    const w = cluster.fork({ [WORKER_ENV.ticketSecret]: secret.toString('hex'), [WORKER_ENV.drainMs]: String(opts.drainMs) });
+    const w = cluster.fork({
+      [WORKER_ENV.ticketSecret]: secret.toString('hex'),
+      [WORKER_ENV.drainMs]: String(opts.drainMs),
+      [WORKER_ENV.generation]: String(reloads.generation),
+    });
     startedAt.set(w.id, new Date());
     w.on('message', (m: unknown) => {
       if (!isPortcullisMessage(m)) return;
       const msg = m as FromWorker;
       if (msg.pcl === 'ready') {
         readyIds.add(w.id);
+        workerGeneration.set(w.id, msg.generation);
         for (const [name, a] of Object.entries(msg.addresses)) addresses.set(name, a);
         if (!startupDone && readyIds.size === wanted) {
           startupDone = true;
           for (const [name, a] of addresses) {
             const l = config.listeners.find((x) => x.name === name);
-            telemetry.log.info({ event: 'listening', listener: name, address: `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`, tls: !!l?.tls, client_auth: l?.tls?.client_auth ?? 'none', workers: wanted }, `listener ${name} ready`);
+            telemetry.log.info({ event: 'listening', listener: name, address: hostPort(a.host, a.port), tls: !!l?.tls, client_auth: l?.tls?.client_auth ?? 'none', workers: wanted }, `listener ${name} ready`);
           }
           onReady();
         }
       } else if (msg.pcl === 'fatal') {
         telemetry.log.error({ event: 'worker_failed', worker: w.id, error: msg.message }, msg.message);
         if (!startupDone) onFatal(msg.message);
+      } else if (msg.pcl === 'committed' && msg.ok && msg.addresses) {
+        workerGeneration.set(w.id, msg.id);
+        addresses.clear();
+        for (const [name, a] of Object.entries(msg.addresses)) addresses.set(name, a);
+        reloads.onWorkerMessage(w, msg);
+      } else {
+        reloads.onWorkerMessage(w, msg);
       }
     });
     return w;
@@ -97,6 +131,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   cluster.on('exit', (w, code, signal) => {
     readyIds.delete(w.id);
     startedAt.delete(w.id);
+    workerGeneration.delete(w.id);
     if (shuttingDown) return;
     if (!startupDone) {
       onFatal(`worker ${w.id} exited during start-up (${signal ?? `exit code ${code}`}); see the messages above`);
@@ -114,37 +149,51 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   });
 
   const workersInfo = () =>
-    Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w).map((w) => ({ id: w.id, pid: w.process.pid, ready: readyIds.has(w.id), started: (startedAt.get(w.id) ?? new Date()).toISOString() }));
+    liveWorkers().map((w) => ({ id: w.id, pid: w.process.pid, ready: readyIds.has(w.id), generation: workerGeneration.get(w.id) ?? null, started: (startedAt.get(w.id) ?? new Date()).toISOString() }));
+  const ready = () => startupDone && !shuttingDown && readyIds.size > 0;
+  const reload = async (trigger: string) => {
+    if (!startupDone || shuttingDown) return { ok: false, generation: reloads.generation, error: 'not running yet (or shutting down); try again' };
+    const r = await reloads.reload(trigger);
+    watcher.markTried();
+    return r;
+  };
   // the admin listener comes up first, so /readyz can say 503 until every worker listens
   const admin = await startAdmin({
     host: config.admin.host,
     port: config.admin.port,
     log: telemetry.log,
     provider: {
-      ready: () => startupDone && !shuttingDown && readyIds.size > 0,
+      ready,
       metrics: () => collectClusterMetrics(metrics.registry),
-      status: () =>
-        buildStatus({
+      status: () => ({
+        ...buildStatus({
           version: VERSION,
-          startedAt: primaryStartedAt,
-          generation: 1,
+          startedAt: startedAtPrimary,
+          generation: reloads.generation,
           certificates,
           workers: workersInfo(),
           listeners: config.listeners.map((l) => ({ name: l.name, address: l.address, bound: addresses.get(l.name) ?? null, protocol: l.protocol, tls: !!l.tls, client_auth: l.tls?.client_auth ?? 'none' })),
+          ...(reloads.last ? { lastReload: { at: reloads.last.at, ok: reloads.last.ok, generation: reloads.last.generation, error: reloads.last.error } } : {}),
         }),
+        ...(reloads.last ? { last_reload_trigger: reloads.last.trigger } : {}),
+      }),
+      reload: () => reload('admin'),
     },
   });
-  telemetry.log.info({ event: 'admin_listening', address: `${config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host}:${admin.port}` }, 'admin listener ready');
+  telemetry.log.info({ event: 'admin_listening', address: hostPort(config.admin.host, admin.port) }, 'admin listener ready');
 
+  const watcher = watchFiles(watchedFiles(config), () => void reload('file'));
   for (let i = 0; i < wanted; i++) fork();
   try {
     await started;
   } catch (err) {
     shuttingDown = true;
-    for (const w of Object.values(cluster.workers ?? {})) w?.kill();
+    watcher.close();
+    for (const w of liveWorkers()) w.kill();
     await admin.close();
     throw err;
   }
+  process.on('SIGHUP', () => void reload('SIGHUP'));
 
   const rotation = setInterval(() => {
     secret = randomBytes(32);
@@ -157,13 +206,14 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       if (shuttingDown) return;
       shuttingDown = true;
       clearInterval(rotation);
+      watcher.close();
       telemetry.log.info({ event: 'shutdown', signal: sig }, 'draining workers');
       broadcast({ pcl: 'shutdown', drainMs: opts.drainMs });
       const deadline = setTimeout(() => {
-        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
+        for (const w of liveWorkers()) w.process.kill('SIGKILL');
       }, opts.drainMs + 5_000);
       const check = () => {
-        if (Object.keys(cluster.workers ?? {}).length === 0) {
+        if (liveWorkers().length === 0) {
           clearTimeout(deadline);
           void admin.close().finally(() => {
             telemetry.log.info({ event: 'stopped' }, 'stopped');
@@ -178,19 +228,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     process.on('SIGINT', onSignal);
   });
 
-  return {
-    config,
-    telemetry,
-    startedAt: primaryStartedAt,
-    workersWanted: wanted,
-    ready: () => startupDone && !shuttingDown && readyIds.size > 0,
-    workers: workersInfo,
-    addresses,
-    certificates,
-    generation: 1,
-    stopped,
-    admin,
-  };
+  return { telemetry, admin, stopped };
 }
 
 function broadcast(m: ToWorker): void {

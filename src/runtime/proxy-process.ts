@@ -1,16 +1,25 @@
-// Runs the proxy in this process: validate -> provision (build a generation) -> serve ->
-// drain. Start-up fails closed: any config or file error stops it with exit code 1.
+// Runs the proxy in this process (a worker, or the demo): validate -> provision (build a
+// generation) -> serve -> drain, and reloads as prepare (build a whole new generation,
+// nothing changes yet) -> commit (swap it in; new connections use it, open ones finish on
+// the old one, which is released when its last connection closes).
 import { loadConfig } from '../config/load.js';
 import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration, type Generation } from './generation.js';
 import { ListenerServer } from './listener-server.js';
 import { createTelemetry, flushTelemetry, type Telemetry, type MetricHooks } from '../telemetry/telemetry.js';
+import './frontends.js';
 
 export interface RunningProxy {
-  generation: Generation;
+  readonly generation: Generation;
   servers: Map<string, ListenerServer>;
   addresses: Map<string, { host: string; port: number }>;
   telemetry: Telemetry;
+  /** builds a new generation from the config file; throws (changing nothing) on any error */
+  prepare(id: number): Promise<Generation>;
+  /** swaps a prepared generation in; throws if a new listener cannot bind (nothing swapped) */
+  commit(next: Generation): Promise<void>;
+  /** drops a prepared generation that will not be committed */
+  abort(next: Generation): Promise<void>;
   stop(drainMs?: number): Promise<void>;
 }
 
@@ -20,12 +29,17 @@ export interface StartOptions {
   /** shared by all workers so TLS sessions resume on any of them */
   ticketSecret?: Buffer;
   metrics?: MetricHooks;
+  /** generation number to start with (a replacement worker joins the current one) */
+  generation?: number;
 }
 
+const sameAddress = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port;
+
 export async function startProxy(configOrPath: string | LoadedConfig, opts: StartOptions = {}): Promise<RunningProxy> {
+  const configPath = typeof configOrPath === 'string' ? configOrPath : configOrPath.configPath;
   const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
   const telemetry = createTelemetry(config.log, opts.metrics);
-  const generation = buildGeneration(config, 1, telemetry, opts.ticketSecret);
+  let generation = buildGeneration(config, opts.generation ?? 1, telemetry, opts.ticketSecret);
   const servers = new Map<string, ListenerServer>();
   const addresses = new Map<string, { host: string; port: number }>();
   try {
@@ -41,13 +55,59 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
   }
   let stopping: Promise<void> | undefined;
   return {
-    generation,
+    get generation() {
+      return generation;
+    },
     servers,
     addresses,
     telemetry,
+    async prepare(id: number) {
+      const next = await loadConfig(configPath, { checkFiles: true });
+      return buildGeneration(next, id, telemetry, opts.ticketSecret);
+    },
+    async commit(next: Generation) {
+      // bind the listeners that are new (or moved) first: if one cannot bind, nothing changes
+      const started = new Map<string, ListenerServer>();
+      try {
+        for (const [name, rt] of next.listeners) {
+          const cur = servers.get(name);
+          if (cur && sameAddress(cur.runtime.cfg, rt.cfg)) continue;
+          const s = new ListenerServer(rt);
+          addresses.set(name, await s.listen());
+          started.set(name, s);
+        }
+      } catch (err) {
+        for (const s of started.values()) s.server.close();
+        throw err;
+      }
+      const old = generation;
+      for (const [name, rt] of next.listeners) {
+        const fresh = started.get(name);
+        const cur = servers.get(name);
+        if (fresh) {
+          if (cur) void cur.drain(DEFAULT_DRAIN_MS);
+          servers.set(name, fresh);
+        } else if (cur) {
+          cur.runtime = rt;
+        }
+      }
+      for (const [name, s] of servers) {
+        if (!next.listeners.has(name)) {
+          servers.delete(name);
+          addresses.delete(name);
+          void s.drain(DEFAULT_DRAIN_MS);
+        }
+      }
+      generation = next;
+      old.refs.retire();
+    },
+    async abort(next: Generation) {
+      await releaseGeneration(next);
+    },
     stop(drainMs = DEFAULT_DRAIN_MS) {
       stopping ??= (async () => {
         await Promise.all([...servers.values()].map((s) => s.drain(drainMs)));
+        generation.refs.retire();
         await releaseGeneration(generation);
         flushTelemetry(telemetry);
       })();

@@ -5,6 +5,7 @@ import type { ListenerConfig, ClientAuth } from '../config/schema.js';
 import type { CompiledRule } from '../policy/rules.js';
 import type { RouteTable } from '../routing/route-table.js';
 import type { UpstreamPool } from '../upstream/pool.js';
+import type { TcpUpstream } from '../upstream/tcp-upstream.js';
 import type { IdentityHeaderOptions } from '../proxy/identity-headers.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 
@@ -13,6 +14,8 @@ export interface RouteRuntime {
   index: number;
   /** the route's own client_auth, or the listener's */
   clientAuth: ClientAuth;
+  /** the route's own client_auth when it set one (an SNI entry's setting applies otherwise) */
+  ownClientAuth: ClientAuth | undefined;
   allow: CompiledRule[];
   deny: CompiledRule[];
   upstream: UpstreamPool;
@@ -31,6 +34,11 @@ export interface ListenerRuntime {
   deny: CompiledRule[];
   identity: IdentityHeaderOptions;
   telemetry: Telemetry;
+  /** reference count of the generation this runtime belongs to */
+  refs: { acquire(): void; release(): void };
+  /** protocol: tcp only: where every connection is forwarded */
+  tcpUpstream?: TcpUpstream;
+  tcpUpstreamName?: string;
 }
 
 /** Per-connection state, computed once when the handshake completes. */

@@ -4,10 +4,17 @@ import { startProxy, type RunningProxy } from './proxy-process.js';
 import { isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
 import { setTicketKeys } from '../tls/listener-tls.js';
 import { PortcullisError, PortcullisErrors } from '../errors.js';
+import type { Generation } from './generation.js';
 import type { MetricHooks } from '../telemetry/telemetry.js';
 
 function send(m: FromWorker): void {
   process.send?.(m);
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof PortcullisErrors) return err.errors.map((e) => `${e.message} [${e.code}]`).join('\n');
+  if (err instanceof PortcullisError) return `${err.message} [${err.code}]`;
+  return (err as Error)?.message ?? String(err);
 }
 
 export async function runWorker(configPath: string, metrics?: MetricHooks): Promise<void> {
@@ -15,16 +22,20 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
   const drainDefault = Number(process.env[WORKER_ENV.drainMs] ?? 30_000);
   let proxy: RunningProxy;
   try {
-    proxy = await startProxy(configPath, { ticketSecret: secretHex ? Buffer.from(secretHex, 'hex') : undefined, metrics });
+    proxy = await startProxy(configPath, {
+      ticketSecret: secretHex ? Buffer.from(secretHex, 'hex') : undefined,
+      metrics,
+      generation: Number(process.env[WORKER_ENV.generation] ?? 1),
+    });
   } catch (err) {
-    const message = err instanceof PortcullisErrors ? err.errors.map((e) => `${e.message} [${e.code}]`).join('\n') : err instanceof PortcullisError ? `${err.message} [${err.code}]` : (err as Error).message;
-    send({ pcl: 'fatal', message });
+    send({ pcl: 'fatal', message: describeError(err) });
     process.exitCode = 1;
     process.disconnect?.();
     return;
   }
-  send({ pcl: 'ready', addresses: Object.fromEntries(proxy.addresses) });
+  send({ pcl: 'ready', generation: proxy.generation.id, addresses: Object.fromEntries(proxy.addresses) });
 
+  const pending = new Map<number, Generation>();
   let stopping = false;
   const stop = (drainMs: number) => {
     if (stopping) return;
@@ -38,8 +49,36 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
     else if (msg.pcl === 'ticket-secret') {
       const secret = Buffer.from(msg.secret, 'hex');
       for (const l of proxy.generation.listeners.values()) if (l.tls) setTicketKeys(l.tls, secret);
+    } else if (msg.pcl === 'prepare') {
+      proxy.prepare(msg.id).then(
+        (g) => {
+          pending.set(msg.id, g);
+          send({ pcl: 'prepared', id: msg.id, ok: true });
+        },
+        (err) => send({ pcl: 'prepared', id: msg.id, ok: false, error: describeError(err) }),
+      );
+    } else if (msg.pcl === 'commit') {
+      const g = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (!g) {
+        send({ pcl: 'committed', id: msg.id, ok: false, error: `generation ${msg.id} was not prepared` });
+        return;
+      }
+      proxy.commit(g).then(
+        () => send({ pcl: 'committed', id: msg.id, ok: true, addresses: Object.fromEntries(proxy.addresses) }),
+        (err) => {
+          void proxy.abort(g);
+          send({ pcl: 'committed', id: msg.id, ok: false, error: describeError(err) });
+        },
+      );
+    } else if (msg.pcl === 'abort') {
+      const g = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (g) void proxy.abort(g);
     }
   });
+  // the primary coordinates reloads; a SIGHUP sent to the whole process group must not kill us
+  process.on('SIGHUP', () => undefined);
   // Ctrl-C reaches the whole process group: the primary coordinates the shutdown.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => stop(drainDefault));

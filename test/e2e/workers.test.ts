@@ -103,3 +103,41 @@ async function waitForLog(pred: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+test('after a reload every worker serves the new certificate (round-robin scheduling reaches each worker)', async () => {
+  const { issueCert } = await import('../../src/pki/issue.js');
+  const { writeFileSync, copyFileSync } = await import('node:fs');
+  const d = tempDir();
+  copyFileSync(pki.server.chain, join(d, 'server.crt'));
+  copyFileSync(pki.server.key, join(d, 'server.key'));
+  copyFileSync(pki.ca.cert, join(d, 'ca.crt'));
+  const rr = await startCli(
+    { workers: 2, listeners: [{ name: 'api', address: '127.0.0.1:0', tls: { cert: 'server.crt', key: 'server.key', client_ca: 'ca.crt' }, routes: [{ upstream: 'app' }] }], upstreams: { app: { endpoints: [up.url] } } },
+    { dir: d, env: { PORTCULLIS_SCHED: 'rr' } },
+  );
+  try {
+    const next = await issueCert(pki.handles.root, { type: 'server', cn: 'localhost', dns: ['localhost'], ip: ['127.0.0.1'] });
+    writeFileSync(join(d, 'server.crt'), next.chainPem);
+    writeFileSync(join(d, 'server.key'), next.keyPem);
+    const r = (await (await fetch(`http://127.0.0.1:${rr.adminPort}/reload`, { method: 'POST' })).json()) as { ok: boolean; error?: string };
+    assert.ok(r.ok, r.error);
+    const serials: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      serials.push(
+        await new Promise<string>((resolve, reject) => {
+          const s = tls.connect({ host: '127.0.0.1', port: rr.port, servername: 'localhost', ca: ca(), cert: readFileSync(pki.client.cert), key: readFileSync(pki.client.key) }, () => {
+            resolve(s.getPeerX509Certificate()!.serialNumber);
+            s.end();
+          });
+          s.on('error', reject);
+        }),
+      );
+    }
+    assert.deepEqual(new Set(serials), new Set([next.serial]), 'every connection (both workers, alternating) sees the new certificate');
+    const st = (await (await fetch(`http://127.0.0.1:${rr.adminPort}/status`)).json()) as { generation: number; workers: { generation: number }[] };
+    assert.ok(st.workers.length === 2 && st.workers.every((w) => w.generation === st.generation), JSON.stringify(st.workers));
+  } finally {
+    await rr.stop();
+    cleanup(d);
+  }
+});
