@@ -55,6 +55,7 @@ test('the minimal config gets every documented default', () => {
     client_ca: ['pki/ca.crt'],
     verify_depth: 3,
     crl: [],
+    crl_mode: 'chain',
     ocsp: { mode: 'off', cache: 300_000, timeout: 2_000 },
     pins: [],
     cert_policy: { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'], max_validity: 0 },

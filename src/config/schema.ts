@@ -230,6 +230,13 @@ function rules(kind: 'allow' | 'deny') {
 const ClientAuthSchema = z.enum(['require', 'optional', 'none']);
 const IdentityHeaderSchema = z.enum(['standard', 'xfcc', 'rfc9440']);
 
+/**
+ * Which certificates of a client chain the CRLs must cover: chain = every one (a CA
+ * without a CRL refuses the chain, as OpenSSL/nginx/Envoy do by default), leaf = only the
+ * client's own certificate (Envoy's only_verify_leaf_cert_crl).
+ */
+const CrlModeSchema = z.enum(['chain', 'leaf']);
+
 const OcspSchema = strict({
   mode: offSwitch(['off', 'soft', 'hard'] as const).default('off'),
   responder: z
@@ -262,6 +269,7 @@ const SniCertSchema = strict({
   client_auth: ClientAuthSchema.optional(),
   client_ca: pathList().optional(),
   crl: pathList().optional(),
+  crl_mode: CrlModeSchema.optional(),
   ocsp: OcspSchema.optional(),
   pins: pinList().optional(),
   cert_policy: CertPolicySchema.optional(),
@@ -278,6 +286,7 @@ const ListenerTlsSchema = strict({
   client_ca: pathList().default(() => []),
   verify_depth: int(0).max(16).default(3),
   crl: pathList().default(() => []),
+  crl_mode: CrlModeSchema.default('chain'),
   ocsp: OcspSchema.prefault({}),
   pins: pinList().default(() => []),
   cert_policy: CertPolicySchema.prefault({}),
@@ -451,7 +460,7 @@ export type ClientAuth = z.output<typeof ClientAuthSchema>;
 export type IdentityHeaderFormat = z.output<typeof IdentityHeaderSchema>;
 
 /** The client-certificate trust settings in force for one certificate of a listener. */
-export type TrustConfig = Pick<ListenerTlsConfig, 'client_auth' | 'client_ca' | 'verify_depth' | 'crl' | 'ocsp' | 'pins' | 'cert_policy'>;
+export type TrustConfig = Pick<ListenerTlsConfig, 'client_auth' | 'client_ca' | 'verify_depth' | 'crl' | 'crl_mode' | 'ocsp' | 'pins' | 'cert_policy'>;
 
 /**
  * Trust for a listener's default certificate (no entry) or for one SNI entry: each key the
@@ -463,6 +472,7 @@ export function trustFor(tls: ListenerTlsConfig, entry?: SniCertConfig): TrustCo
     client_ca: entry?.client_ca ?? tls.client_ca,
     verify_depth: tls.verify_depth,
     crl: entry?.crl ?? tls.crl,
+    crl_mode: entry?.crl_mode ?? tls.crl_mode,
     ocsp: entry?.ocsp ?? tls.ocsp,
     pins: entry?.pins ?? tls.pins,
     cert_policy: entry?.cert_policy ?? tls.cert_policy,

@@ -129,8 +129,7 @@ export function buildIdentity(leaf: X509Certificate, chain: X509Certificate[]): 
     else if (s.type === 'IP') ips.push(s.value);
   }
   const der = leaf.raw;
-  const spki = leaf.publicKey.export({ type: 'spki', format: 'der' });
-  return {
+  const identity: Identity = {
     subject: subject.rfc4514,
     issuer: issuer.rfc4514,
     cn: subject.attrs.get('CN') ?? [],
@@ -139,7 +138,7 @@ export function buildIdentity(leaf: X509Certificate, chain: X509Certificate[]): 
     issuerCn: issuer.attrs.get('CN') ?? [],
     serial: leaf.serialNumber.toUpperCase(),
     fingerprint: sha256Hex(der),
-    spkiFingerprint: sha256Hex(spki),
+    spkiFingerprint: '',
     spiffeId: uris.find((u) => u.toLowerCase().startsWith('spiffe://')),
     uris,
     dns,
@@ -150,6 +149,13 @@ export function buildIdentity(leaf: X509Certificate, chain: X509Certificate[]): 
     der,
     chainDer: chain.map((c) => c.raw),
   };
+  // exporting the public key costs ~5% of a handshake's CPU and only pins need it
+  let spki: string | undefined;
+  Object.defineProperty(identity, 'spkiFingerprint', {
+    enumerable: true,
+    get: () => (spki ??= sha256Hex(leaf.publicKey.export({ type: 'spki', format: 'der' }))),
+  });
+  return identity;
 }
 
 /** RFC 3339 UTC without fractional seconds. */

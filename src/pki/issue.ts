@@ -72,6 +72,8 @@ export interface IssueOptions {
   keyType?: KeyType;
   /** override for tests: [] or 'none' leave the EKU extension out */
   eku?: Eku[] | 'none';
+  /** OCSP responder URL written into the Authority Information Access extension */
+  ocspUrl?: string;
 }
 
 export interface SignCsrOptions extends Omit<IssueOptions, 'keyType' | 'cn'> {
@@ -210,6 +212,7 @@ function leafExtensions(opts: Omit<IssueOptions, 'keyType' | 'cn'>, rsa: boolean
   for (const v of opts.uri ?? []) names.push({ type: 'url', value: v });
   for (const v of opts.email ?? []) names.push({ type: 'email', value: v });
   if (names.length) ext.push(new x509.SubjectAlternativeNameExtension(names, false));
+  if (opts.ocspUrl) ext.push(new x509.AuthorityInfoAccessExtension({ ocsp: opts.ocspUrl }, false));
   return ext;
 }
 

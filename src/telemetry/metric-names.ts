@@ -9,6 +9,7 @@ export const HANDSHAKE_RESULTS = [
   'unknown_ca',
   'expired',
   'revoked',
+  'revocation_unknown',
   'not_yet_valid',
   'bad_eku',
   'ca_as_leaf',

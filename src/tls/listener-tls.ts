@@ -66,6 +66,8 @@ export interface PeerResult {
   identity?: Identity;
   /** facts about a certificate that failed, for the audit log */
   failed?: { subject: string; issuer: string; serial: string; fingerprint: string; not_after: string };
+  /** the failure came from a check SPEC §2 runs after the handshake (pins, OCSP, policy) */
+  afterHandshake?: boolean;
 }
 
 /**
@@ -216,7 +218,7 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   const identity = buildIdentity(leaf, chain);
   for (const check of trust.checks) {
     const f = await check(leaf, chain, identity);
-    if (f) return fail(f.reason, leaf, f.detail);
+    if (f) return { ...fail(f.reason, leaf, f.detail), ...(f.afterHandshake ? { afterHandshake: true } : {}) };
   }
   return { verify: 'SUCCESS', identity };
 }

@@ -1,8 +1,17 @@
 // Client-certificate trust for one certificate entry (the listener default or an SNI
 // entry): which CAs, how deep, and the checks that run after OpenSSL's chain verification
-// (revocation, pins, key policy). Built once per configuration generation.
+// (CRL, pins, key policy, OCSP). Built once per configuration generation.
+//
+// Session safety: the digest covers everything that decides acceptance (CAs, CRL bytes,
+// crl_mode, pins, policy, OCSP mode and responder), and sessions are bound to it (session-id
+// context and ticket keys in listener-tls.ts), so no session resumes across a change of any
+// of them. checkPeer runs these checks again on every resumed session, which catches what
+// changes without a reload: OCSP answers, and CRLs or certificates passing their dates.
 import { createHash, type X509Certificate } from 'node:crypto';
 import { readCaFiles, type CertFile } from './pem.js';
+import { buildCrlCheck } from './revocation.js';
+import { buildOcspCheck } from './ocsp-check.js';
+import { buildPinCheck, buildPolicyCheck } from './cert-policy.js';
 import type { ClientAuth, TrustConfig } from '../config/schema.js';
 import type { VerifyReason } from './verify-result.js';
 import type { Identity } from '../pki/identity-types.js';
@@ -11,6 +20,11 @@ import type { Identity } from '../pki/identity-types.js';
 export interface CheckFailure {
   reason: VerifyReason;
   detail: string;
+  /**
+   * A check that SPEC §2 counts as "after the handshake" (pins, OCSP, cert_policy): on
+   * HTTP listeners it ends each request with 403 and a JSON reason instead of closing.
+   */
+  afterHandshake?: boolean;
 }
 
 /**
@@ -24,7 +38,10 @@ export interface TrustRuntime {
   verifyDepth: number;
   caCerts: X509Certificate[];
   caFiles: CertFile[];
-  /** PEM CRLs handed to OpenSSL (chain-wide checking), when configured */
+  /**
+   * CRLs for OpenSSL's own check: always empty. Revocation is checked in revocation.ts
+   * (see why there), which also gives the leaf-only mode OpenSSL lacks under Node.
+   */
   crlPem: string[];
   /** checks after chain verification, in order; the first failure decides */
   checks: PeerCheck[];
@@ -35,34 +52,43 @@ export interface TrustRuntime {
   digest: string;
 }
 
-/** Hooks that add revocation/pin/policy checks and their inputs to the digest (issue 5). */
-export interface TrustExtension {
-  (cfg: TrustConfig, field: string, trust: TrustRuntime, digest: ReturnType<typeof createHash>): void;
-}
-
-const extensions: TrustExtension[] = [];
-
-/** Registers a trust extension (called at module load by the revocation/pin/policy code). */
-export function registerTrustExtension(ext: TrustExtension): void {
-  extensions.push(ext);
-}
-
 export function buildTrust(cfg: TrustConfig, field: string, minVersion: string): TrustRuntime {
   const caFiles = cfg.client_auth === 'none' ? [] : readCaFiles(cfg.client_ca, `${field}.client_ca`);
   const caCerts = caFiles.flatMap((f) => f.certs);
-  const trust: TrustRuntime = {
+  const checks: PeerCheck[] = [];
+  const digest = createHash('sha256');
+  digest.update(JSON.stringify({ a: cfg.client_auth, d: cfg.verify_depth, v: minVersion }));
+  for (const c of caCerts) digest.update(c.raw);
+  if (cfg.client_auth !== 'none') {
+    // cheapest and most certain first; OCSP (network) last, only for certificates that
+    // passed everything else
+    if (cfg.crl.length > 0) {
+      const crl = buildCrlCheck(cfg.crl, cfg.crl_mode, caCerts, field);
+      checks.push(crl.check);
+      for (const der of crl.ders) digest.update(der);
+    }
+    const pins = buildPinCheck(cfg.pins);
+    if (pins) checks.push(pins);
+    checks.push(buildPolicyCheck(cfg.cert_policy));
+    const ocsp = buildOcspCheck(cfg.ocsp, caCerts);
+    if (ocsp) checks.push(ocsp);
+    // every setting that can turn a verdict around; CRL contents were hashed above
+    digest.update(
+      JSON.stringify({
+        crl_mode: cfg.crl.length > 0 ? cfg.crl_mode : null,
+        pins: [...cfg.pins].sort(),
+        policy: cfg.cert_policy,
+        ocsp: { mode: cfg.ocsp.mode, responder: cfg.ocsp.responder ?? null },
+      }),
+    );
+  }
+  return {
     clientAuth: cfg.client_auth,
     verifyDepth: cfg.verify_depth,
     caCerts,
     caFiles,
     crlPem: [],
-    checks: [],
-    digest: '',
+    checks,
+    digest: digest.digest('hex'),
   };
-  const digest = createHash('sha256');
-  digest.update(JSON.stringify({ a: cfg.client_auth, d: cfg.verify_depth, v: minVersion }));
-  for (const c of caCerts) digest.update(c.raw);
-  for (const ext of extensions) ext(cfg, field, trust, digest);
-  trust.digest = digest.digest('hex');
-  return trust;
 }

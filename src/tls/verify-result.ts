@@ -2,13 +2,19 @@
 // stable handshake results (the `result` label of portcullis_tls_handshakes_total, the
 // reason in X-Client-Verify: FAILED:<reason>, and the 403 message).
 
-/** SPEC §8 result values, plus ca_as_leaf and depth_exceeded (added, never renamed). */
+/**
+ * SPEC §8 result values, plus ca_as_leaf, depth_exceeded and revocation_unknown (added,
+ * never renamed). revocation_unknown: the revocation status could not be established
+ * (no CRL for a CA of the chain, OCSP responder unreachable or answering "unknown" in
+ * hard mode); `revoked` is kept for a CRL or OCSP response that says so.
+ */
 export type VerifyReason =
   | 'no_cert'
   | 'unknown_ca'
   | 'expired'
   | 'not_yet_valid'
   | 'revoked'
+  | 'revocation_unknown'
   | 'bad_eku'
   | 'ca_as_leaf'
   | 'depth_exceeded'
@@ -19,8 +25,8 @@ export type VerifyReason =
 export type HandshakeResult = 'ok' | VerifyReason;
 
 export const HANDSHAKE_RESULTS: readonly HandshakeResult[] = [
-  'ok', 'no_cert', 'unknown_ca', 'expired', 'not_yet_valid', 'revoked', 'bad_eku',
-  'ca_as_leaf', 'depth_exceeded', 'pin_mismatch', 'policy', 'error',
+  'ok', 'no_cert', 'unknown_ca', 'expired', 'not_yet_valid', 'revoked', 'revocation_unknown',
+  'bad_eku', 'ca_as_leaf', 'depth_exceeded', 'pin_mismatch', 'policy', 'error',
 ];
 
 const OPENSSL_TO_REASON: Record<string, VerifyReason> = {
@@ -37,6 +43,13 @@ const OPENSSL_TO_REASON: Record<string, VerifyReason> = {
   CERT_HAS_EXPIRED: 'expired',
   CERT_NOT_YET_VALID: 'not_yet_valid',
   CERT_REVOKED: 'revoked',
+  // only reachable if CRLs are ever handed to OpenSSL again (revocation.ts checks them now)
+  UNABLE_TO_GET_CRL: 'revocation_unknown',
+  UNABLE_TO_GET_CRL_ISSUER: 'revocation_unknown',
+  CRL_HAS_EXPIRED: 'revocation_unknown',
+  CRL_NOT_YET_VALID: 'revocation_unknown',
+  CRL_SIGNATURE_FAILURE: 'revocation_unknown',
+  UNABLE_TO_DECRYPT_CRL_SIGNATURE: 'revocation_unknown',
   INVALID_PURPOSE: 'bad_eku',
   CERT_REJECTED: 'bad_eku',
   CERT_CHAIN_TOO_LONG: 'depth_exceeded',
@@ -61,6 +74,8 @@ export function reasonMessage(reason: VerifyReason, detail?: string): string {
       return `the client certificate is not valid yet${d}; check the clocks or wait until its notBefore date`;
     case 'revoked':
       return `the client certificate has been revoked${d}; issue a new certificate`;
+    case 'revocation_unknown':
+      return `the revocation status of the client certificate could not be established${d}; check the CRL files and the OCSP responder`;
     case 'bad_eku':
       return `the client certificate is not allowed for client authentication${d}; issue it with the clientAuth extended key usage`;
     case 'ca_as_leaf':
