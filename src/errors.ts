@@ -51,11 +51,14 @@ export class PortcullisError extends Error {
 export class PortcullisErrors extends Error {
   readonly errors: PortcullisError[];
   readonly code: ErrorCode;
-  constructor(errors: PortcullisError[]) {
+  /** the config file the errors are about, when there is one */
+  readonly file: string | undefined;
+  constructor(errors: PortcullisError[], file?: string) {
     super(errors.map((e) => e.message).join('\n'));
     this.name = 'PortcullisErrors';
     this.errors = errors;
     this.code = errors[0]?.code ?? ErrorCodes.CONFIG_INVALID;
+    this.file = file;
   }
 }
 

@@ -486,10 +486,10 @@ export async function loadConfig(configPath: string, opts: { checkFiles?: boolea
     throw new PortcullisError(ErrorCodes.FILE_UNREADABLE, `cannot read config file ${file} (${code ?? (e as Error).message}); check the path and its permissions`, { path: file });
   }
   const result = validateConfig(parseConfigText(text, file), file);
-  if (!result.ok) throw new PortcullisErrors(result.errors);
+  if (!result.ok) throw new PortcullisErrors(result.errors, file);
   if (opts.checkFiles) {
     const problems = await checkConfigFiles(result.config);
-    if (problems.length > 0) throw new PortcullisErrors(problems);
+    if (problems.length > 0) throw new PortcullisErrors(problems, file);
   }
   return result.config;
 }

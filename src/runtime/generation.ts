@@ -85,7 +85,7 @@ export function buildGeneration(config: LoadedConfig, id: number, telemetry: Tel
   });
   if (errors.length > 0) {
     for (const p of upstreams.values()) void p.close();
-    throw new PortcullisErrors(errors);
+    throw new PortcullisErrors(errors, config.configPath);
   }
   return { id, config, listeners, upstreams, refs };
 }

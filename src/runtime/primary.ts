@@ -183,24 +183,14 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   telemetry.log.info({ event: 'admin_listening', address: hostPort(config.admin.host, admin.port) }, 'admin listener ready');
 
   const watcher = watchFiles(watchedFiles(config), () => void reload('file'));
-  for (let i = 0; i < wanted; i++) fork();
-  try {
-    await started;
-  } catch (err) {
-    shuttingDown = true;
-    watcher.close();
-    for (const w of liveWorkers()) w.kill();
-    await admin.close();
-    throw err;
-  }
-  process.on('SIGHUP', () => void reload('SIGHUP'));
-
   const rotation = setInterval(() => {
     secret = randomBytes(32);
     broadcast({ pcl: 'ticket-secret', secret: secret.toString('hex') });
   }, opts.ticketRotationMs ?? 3_600_000);
   rotation.unref();
 
+  // Signals are handled from before the first fork: a SIGTERM that arrives while workers
+  // start (or the instant they are ready) must drain, not kill the primary outright.
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => {
       if (shuttingDown) return;
@@ -208,7 +198,11 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       clearInterval(rotation);
       watcher.close();
       telemetry.log.info({ event: 'shutdown', signal: sig }, 'draining workers');
-      broadcast({ pcl: 'shutdown', drainMs: opts.drainMs });
+      for (const w of liveWorkers()) {
+        // a worker still starting has no message handler yet: stop it directly
+        if (readyIds.has(w.id) && w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
+        else w.process.kill('SIGTERM');
+      }
       const deadline = setTimeout(() => {
         for (const w of liveWorkers()) w.process.kill('SIGKILL');
       }, opts.drainMs + 5_000);
@@ -223,10 +217,24 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       };
       cluster.on('exit', check);
       check();
+      onReady();
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => void reload('SIGHUP'));
   });
+  for (let i = 0; i < wanted; i++) fork();
+  try {
+    await started;
+  } catch (err) {
+    shuttingDown = true;
+    watcher.close();
+    clearInterval(rotation);
+    for (const w of liveWorkers()) w.kill();
+    await admin.close();
+    throw err;
+  }
+
 
   return { telemetry, admin, stopped };
 }
