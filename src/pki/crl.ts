@@ -91,7 +91,8 @@ export interface CrlInfo {
   digest: string | null | undefined;
 }
 
-const SIG_DIGESTS: Record<string, string | null> = {
+/** Signature algorithms accepted on CRLs and OCSP responses (SHA-1 is not); null = Ed25519. */
+export const SIG_DIGESTS: Record<string, string | null> = {
   '1.2.840.10045.4.3.2': 'sha256',
   '1.2.840.10045.4.3.3': 'sha384',
   '1.2.840.10045.4.3.4': 'sha512',

@@ -7,6 +7,7 @@
 // pkijs does the ASN.1; signatures are checked with node:crypto (synchronous, and the
 // same OpenSSL that verifies the TLS chain), so no WebCrypto engine has to be installed.
 import { createHash, randomBytes, verify as nodeVerify, X509Certificate } from 'node:crypto';
+import { SIG_DIGESTS } from './crl.js';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 
@@ -15,16 +16,6 @@ const OID_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
 const OID_OCSP_NONCE = '1.3.6.1.5.5.7.48.1.2';
 const OID_OCSP_SIGNING = '1.3.6.1.5.5.7.3.9';
 
-/** Signature algorithms accepted on responses; SHA-1 signatures are not. null = Ed25519. */
-const SIG_DIGESTS: Record<string, string | null> = {
-  '1.2.840.10045.4.3.2': 'sha256',
-  '1.2.840.10045.4.3.3': 'sha384',
-  '1.2.840.10045.4.3.4': 'sha512',
-  '1.2.840.113549.1.1.11': 'sha256',
-  '1.2.840.113549.1.1.12': 'sha384',
-  '1.2.840.113549.1.1.13': 'sha512',
-  '1.3.101.112': null,
-};
 
 const RESPONSE_STATUS = ['successful', 'malformedRequest', 'internalError', 'tryLater', '(4)', 'sigRequired', 'unauthorized'];
 
