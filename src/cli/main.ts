@@ -46,7 +46,7 @@ export function reportError(err: unknown): number {
   }
   if (err instanceof PortcullisErrors) {
     const n = err.errors.length;
-    if (err.file) process.stderr.write(`error: ${err.file}: ${n} problem${n === 1 ? '' : 's'} in this configuration:\n`);
+    if (err.file) process.stderr.write(`${err.file}: ${n} problem${n === 1 ? '' : 's'} in this configuration:\n`);
     for (const e of err.errors) process.stderr.write(`error: ${e.message} [${e.code}]\n`);
     return 1;
   }

@@ -38,6 +38,26 @@ interface RuntimeFrontends {
   sockets: number;
 }
 
+/**
+ * Node destroys a TLS socket the moment its handshake fails (after queueing the alert).
+ * A TLS 1.3 client has usually sent its first request bytes by then; closing with them
+ * unread makes the kernel answer with a reset, and clients such as curl over HTTP/2 then
+ * report "getpeername() failed" instead of the certificate_required alert. Holding the
+ * close back briefly lets those bytes be read, so the alert arrives, followed by a FIN.
+ */
+function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, failed: (err: Error & { code?: string }) => void): void {
+  const destroy = sock.destroy.bind(sock);
+  let delayed = false;
+  sock.destroy = ((err?: Error) => {
+    if (secured() || delayed || sock.destroyed) return destroy(err);
+    delayed = true;
+    if (err) failed(err);
+    sock.on('error', () => undefined);
+    setTimeout(() => destroy(), 200).unref();
+    return sock;
+  }) as typeof sock.destroy;
+}
+
 export class ListenerServer {
   runtime: ListenerRuntime;
   readonly server: net.Server;
@@ -112,7 +132,18 @@ export class ListenerServer {
     const tlsRt = rt.tls;
     const sock = startHandshake(raw, tlsRt, alpnFor(rt), this.server);
     let secured = false;
+    let reported = false;
     const timer = setTimeout(() => sock.destroy(), rt.cfg.limits.header_timeout);
+    const onFailure = (err: Error & { code?: string }) => {
+      clearTimeout(timer);
+      if (secured || reported) return;
+      reported = true;
+      const noCert = err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE';
+      const reason = noCert ? 'no_cert' : 'error';
+      const msg = noCert ? reasonMessage('no_cert') : `TLS handshake failed: ${err.code ?? err.message}`;
+      this.handshakeFailed(rt, remoteAddress, null, reason, msg, undefined);
+    };
+    delayFailedHandshakeClose(sock, () => secured, onFailure);
     sock.once('secure', () => {
       secured = true;
       clearTimeout(timer);
@@ -120,12 +151,8 @@ export class ListenerServer {
       void this.afterHandshake(sock, rt, remoteAddress);
     });
     sock.on('error', (err: Error & { code?: string }) => {
-      clearTimeout(timer);
       if (secured) return;
-      const noCert = err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE';
-      const reason = noCert ? 'no_cert' : 'error';
-      const msg = noCert ? reasonMessage('no_cert') : `TLS handshake failed: ${err.code ?? err.message}`;
-      this.handshakeFailed(rt, remoteAddress, null, reason, msg, undefined);
+      onFailure(err);
       sock.destroy();
     });
   }

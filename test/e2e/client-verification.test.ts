@@ -72,10 +72,13 @@ test('no client certificate: the handshake fails with certificate_required and n
   const r = await curl(url(), [...certArgs(pki.ca.cert), '--http1.1']);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /certificate required/i);
-  // over HTTP/2 curl may report the reset that follows the alert ("getpeername() failed")
-  const h2 = await curl(url(), certArgs(pki.ca.cert));
-  assert.notEqual(h2.code, 0);
-  assert.match(h2.stderr, /certificate required|getpeername/i);
+  // over HTTP/2 too: closing at once used to reset the connection under the client's
+  // first request bytes, and curl then reported "getpeername() failed" instead of the alert
+  for (let i = 0; i < 5; i++) {
+    const h2 = await curl(url(), certArgs(pki.ca.cert));
+    assert.notEqual(h2.code, 0);
+    assert.match(h2.stderr, /certificate required/i);
+  }
   const s = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${cli.port}`, '-servername', 'localhost', '-CAfile', pki.ca.cert, '-tls1_3', '-ign_eof'], { input: 'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n', encoding: 'utf8', timeout: 10_000 });
   assert.match(s.stdout + s.stderr, /alert certificate required/i);
   assert.equal(up.received.length, before);
