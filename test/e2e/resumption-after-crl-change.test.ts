@@ -106,6 +106,8 @@ test('after the CRL changes and the proxy reloads, an old session neither resume
     assert.equal(r.reused, false, `${v}: a session from before the CRL change resumed`);
     assert.equal(up.received.length, before, `${v}: the upstream saw the request`);
   }
+  // the access log is written asynchronously: wait for the lines rather than race them
+  await waitFor(() => cli.accessLines().filter((l) => l.event === 'tls_handshake_failed' && l.listener === 'crl').length >= 2, 5000, 'two refusals');
   const refusals = cli.accessLines().filter((l) => l.event === 'tls_handshake_failed' && l.listener === 'crl');
   assert.ok(refusals.length >= 2);
   for (const l of refusals) assert.equal((l.client as { verify: string }).verify, 'FAILED:revoked');
