@@ -6,31 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
-import { startEchoUpstream, startCli, tempDir, curl, certArgs, cleanup, tlsListener, CLI, type EchoUpstream, type RunningCli } from '../helpers/proxy.js';
+import { useProxy, tempDir, curl, certArgs, cleanup, tlsListener, CLI } from '../helpers/proxy.js';
 
-let pki: TestPki;
-let up: EchoUpstream;
-let cli: RunningCli;
-let dir: string;
-
-before(async () => {
-  dir = tempDir();
-  pki = await makeTestPki(join(dir, 'pki'));
-  up = await startEchoUpstream();
-  cli = await startCli({
+const fx = useProxy(({ pki, up }) => ({
     listeners: [tlsListener(pki, { routes: [{ name: 'echo', upstream: 'app' }] })],
-    upstreams: { app: { endpoints: [up.url] } },
-  }, { dir });
-});
+    upstreams: { app: { endpoints: [up.url] } } }));
 
-after(async () => {
-  await cli?.stop();
-  await up?.close();
-  cleanup(dir);
-});
-
-const admin = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${cli.adminPort}${path}`, init);
+const admin = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${fx.cli.adminPort}${path}`, init);
 
 function metricValue(text: string, name: string, labels: Record<string, string>): number {
   for (const line of text.split('\n')) {
@@ -50,7 +32,7 @@ test('healthz and readyz answer once the workers listen', async () => {
 test('a request through the proxy moves requests_total, authz and the duration histogram', async () => {
   const before = await (await admin('/metrics')).text();
   const n0 = metricValue(before, 'portcullis_requests_total', { listener: 'api', route: 'echo', code: '200' });
-  const r = await curl(`https://localhost:${cli.port}/m`, certArgs(pki.ca.cert, pki.client));
+  const r = await curl(`https://localhost:${fx.cli.port}/m`, certArgs(fx.pki.ca.cert, fx.pki.client));
   assert.equal(r.status, 200);
   const text = await (await admin('/metrics')).text();
   assert.equal(metricValue(text, 'portcullis_requests_total', { listener: 'api', route: 'echo', code: '200' }), n0 + 1);
@@ -61,11 +43,11 @@ test('a request through the proxy moves requests_total, authz and the duration h
 
 test('a failed handshake with an expired certificate increments result="expired"', async () => {
   const before = metricValue(await (await admin('/metrics')).text(), 'portcullis_tls_handshakes_total', { listener: 'api', result: 'expired' });
-  const r = await curl(`https://localhost:${cli.port}/x`, certArgs(pki.ca.cert, pki.expired));
+  const r = await curl(`https://localhost:${fx.cli.port}/x`, certArgs(fx.pki.ca.cert, fx.pki.expired));
   assert.notEqual(r.code, 0);
   const after = metricValue(await (await admin('/metrics')).text(), 'portcullis_tls_handshakes_total', { listener: 'api', result: 'expired' });
   assert.equal(after, before + 1);
-  const none = await curl(`https://localhost:${cli.port}/x`, certArgs(pki.ca.cert));
+  const none = await curl(`https://localhost:${fx.cli.port}/x`, certArgs(fx.pki.ca.cert));
   assert.notEqual(none.code, 0);
   assert.ok(metricValue(await (await admin('/metrics')).text(), 'portcullis_tls_handshakes_total', { listener: 'api', result: 'no_cert' }) >= 1);
 });
@@ -93,7 +75,7 @@ test('/readyz is 503 before the listeners are bound', async () => {
   // a worker that cannot bind (port taken by the running proxy) never becomes ready
   const d = tempDir();
   const cfg = join(d, 'p.json');
-  writeFileSync(cfg, JSON.stringify({ workers: 1, admin: { address: '127.0.0.1:0' }, log: { level: 'info', access: 'off' }, listeners: [tlsListener(pki, { address: `127.0.0.1:${cli.port}` })], upstreams: { app: { endpoints: [up.url] } } }));
+  writeFileSync(cfg, JSON.stringify({ workers: 1, admin: { address: '127.0.0.1:0' }, log: { level: 'info', access: 'off' }, listeners: [tlsListener(fx.pki, { address: `127.0.0.1:${fx.cli.port}` })], upstreams: { app: { endpoints: [fx.up.url] } } }));
   const p = spawn(process.execPath, [CLI, 'run', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   const adminPort = await new Promise<number>((resolve, reject) => {

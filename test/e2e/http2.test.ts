@@ -2,50 +2,28 @@
 // upstream (HTTP/1.1) must receive exactly what an HTTP/1.1 client's request produces —
 // identity headers, scrubbing, Host from :authority, cookies joined — and refusals
 // must be the same SPEC §5 JSON. HTTP/1.1 clients keep working on the same listener.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
-import { startEchoUpstream, startCli, tempDir, curl, certArgs, nodeRequest, cleanup, tlsListener, type EchoUpstream, type RunningCli, type Received } from '../helpers/proxy.js';
+import { useProxy, curl, certArgs, nodeRequest, tlsListener, type Received } from '../helpers/proxy.js';
 
-let pki: TestPki;
-let up: EchoUpstream;
-let cli: RunningCli;
-let dir: string;
-
-before(async () => {
-  dir = tempDir();
-  pki = await makeTestPki(`${dir}/pki`);
-  up = await startEchoUpstream();
-  cli = await startCli(
-    {
+const fx = useProxy(({ pki, up }) => ({
       listeners: [
         tlsListener(pki, {
           routes: [
             // only CN=reporting may use /admin: the default client (payment-service) is denied
             { name: 'admin', match: { path: '/admin' }, allow: [{ cn: 'reporting' }], upstream: 'app' },
             { name: 'main', upstream: 'app' },
-          ],
-        }),
+          ] }),
       ],
-      upstreams: { app: { endpoints: [up.url] } },
-    },
-    { dir },
-  );
-});
+      upstreams: { app: { endpoints: [up.url] } } }));
 
-after(async () => {
-  await cli?.stop();
-  await up?.close();
-  cleanup(dir);
-});
-
-const url = (path: string) => `https://localhost:${cli.port}${path}`;
+const url = (path: string) => `https://localhost:${fx.cli.port}${path}`;
 
 /** An h2 session presenting `who`'s certificate. */
-function connect(who = pki.client): http2.ClientHttp2Session {
-  const s = http2.connect(url('/'), { ca: readFileSync(pki.ca.cert), cert: readFileSync(who.cert), key: readFileSync(who.key) });
+function connect(who = fx.pki.client): http2.ClientHttp2Session {
+  const s = http2.connect(url('/'), { ca: readFileSync(fx.pki.ca.cert), cert: readFileSync(who.cert), key: readFileSync(who.key) });
   s.on('error', () => undefined);
   return s;
 }
@@ -80,23 +58,23 @@ const identityOf = (r: Received) =>
 
 test('curl --http2 gets 200 over h2 and the upstream sees the same identity headers as for HTTP/1.1, spoofed ones scrubbed', async () => {
   const spoof = ['-H', 'X-Client-SPIFFE-ID: spiffe://evil/admin', '-H', 'x-client-cn: root', '-H', 'X-Forwarded-Client-Cert: Hash=00', '-H', 'X_Client_Verify: SUCCESS'];
-  const n = up.received.length;
+  const n = fx.up.received.length;
     // a later -w replaces the helper's; keep the status code last, where the helper reads it
   const version = ['-w', '\n%{http_version}\n%{http_code}'];
-  const h2 = await curl(url('/h2?q=1'), [...certArgs(pki.ca.cert, pki.client), '--http2', ...version, ...spoof]);
+  const h2 = await curl(url('/h2?q=1'), [...certArgs(fx.pki.ca.cert, fx.pki.client), '--http2', ...version, ...spoof]);
   assert.equal(h2.status, 200, h2.stderr);
   assert.match(h2.body, /\n2$/, 'the response came over HTTP/2');
-  const h1 = await curl(url('/h1'), [...certArgs(pki.ca.cert, pki.client), '--http1.1', ...version]);
+  const h1 = await curl(url('/h1'), [...certArgs(fx.pki.ca.cert, fx.pki.client), '--http1.1', ...version]);
   assert.equal(h1.status, 200, h1.stderr);
   assert.match(h1.body, /\n1\.1$/, 'HTTP/1.1 clients are still served on the same listener');
-  const [viaH2, viaH1] = [up.received[n]!, up.received[n + 1]!];
+  const [viaH2, viaH1] = [fx.up.received[n]!, fx.up.received[n + 1]!];
   assert.equal(viaH2.url, '/h2?q=1');
   assert.equal(viaH2.headers['x-client-spiffe-id'], 'spiffe://example.org/ns/prod/sa/payment');
   assert.equal(viaH2.headers['x-client-cn'], 'payment-service');
   assert.equal(viaH2.headers['x-client-verify'], 'SUCCESS');
   assert.equal(viaH2.headers['x-forwarded-client-cert'], undefined);
   assert.deepEqual(identityOf(viaH2), identityOf(viaH1));
-  assert.equal(viaH2.headers.host, `localhost:${cli.port}`, ':authority became Host');
+  assert.equal(viaH2.headers.host, `localhost:${fx.cli.port}`, ':authority became Host');
   // nothing HTTP/2-specific leaks upstream, and every identity header is there once
   const names = viaH2.rawHeaders.filter((_, i) => i % 2 === 0).map((x) => x.toLowerCase());
   assert.ok(!names.some((x) => x.startsWith(':')), names.join());
@@ -106,15 +84,15 @@ test('curl --http2 gets 200 over h2 and the upstream sees the same identity head
 test('Node http2 client: cookie crumbs are joined, te and connection-specific fields dropped, body and several streams on one session', async () => {
   const s = connect();
   try {
-    const n = up.received.length;
+    const n = fx.up.received.length;
     const [a, b] = await Promise.all([
       request(s, { ':method': 'POST', ':path': '/post', cookie: ['a=1', 'b=2'], te: 'trailers', 'content-type': 'text/plain' }, 'hello h2'),
       request(s, { ':path': '/second', 'x-request-id': 'client-chosen-id.1' }),
     ]);
     assert.equal(a.status, 200);
     assert.equal(b.status, 200);
-    const post = up.received.slice(n).find((r) => r.url === '/post')!;
-    const second = up.received.slice(n).find((r) => r.url === '/second')!;
+    const post = fx.up.received.slice(n).find((r) => r.url === '/post')!;
+    const second = fx.up.received.slice(n).find((r) => r.url === '/second')!;
     assert.equal(post.method, 'POST');
     assert.equal(post.bodyBytes, 8);
     assert.equal(post.headers.cookie, 'a=1; b=2');
@@ -129,8 +107,8 @@ test('Node http2 client: cookie crumbs are joined, te and connection-specific fi
 });
 
 test('a rule that denies the client answers 403 forbidden JSON over h2 (curl and Node) and nothing reaches the upstream', async () => {
-  const n = up.received.length;
-  const c = await curl(url('/admin/x'), [...certArgs(pki.ca.cert, pki.client), '--http2']);
+  const n = fx.up.received.length;
+  const c = await curl(url('/admin/x'), [...certArgs(fx.pki.ca.cert, fx.pki.client), '--http2']);
   assert.equal(c.status, 403);
   assert.equal(JSON.parse(c.body).error, 'forbidden');
   const s = connect();
@@ -145,9 +123,9 @@ test('a rule that denies the client answers 403 forbidden JSON over h2 (curl and
   } finally {
     s.close();
   }
-  assert.equal(up.received.length, n);
+  assert.equal(fx.up.received.length, n);
   // the allowed identity passes the same route over h2
-  const ok = connect(pki.client2);
+  const ok = connect(fx.pki.client2);
   try {
     assert.equal((await request(ok, { ':path': '/admin' })).status, 200);
   } finally {
@@ -158,22 +136,22 @@ test('a rule that denies the client answers 403 forbidden JSON over h2 (curl and
 test('malformed h2 requests: Host differing from :authority is 400, oversized headers are 431', async () => {
   const s = connect();
   try {
-    const n = up.received.length;
+    const n = fx.up.received.length;
     // (Node's client turns a lone host into the authority, so send both explicitly)
-    const mismatch = await request(s, { ':path': '/x', ':authority': `localhost:${cli.port}`, host: 'other.example' });
+    const mismatch = await request(s, { ':path': '/x', ':authority': `localhost:${fx.cli.port}`, host: 'other.example' });
     assert.equal(mismatch.status, 400);
     assert.equal(JSON.parse(mismatch.body).error, 'bad_request');
     const big = await request(s, { ':path': '/x', 'x-big': 'a'.repeat(20_000) });
     assert.equal(big.status, 431);
     assert.equal(JSON.parse(big.body).error, 'headers_too_large');
-    assert.equal(up.received.length, n);
+    assert.equal(fx.up.received.length, n);
   } finally {
     s.close();
   }
 });
 
 test('Node https (no ALPN h2) still speaks HTTP/1.1, and h2 requests are logged like HTTP/1.1 ones', async () => {
-  const r = await nodeRequest({ host: '127.0.0.1', servername: 'localhost', port: cli.port, path: '/plain-h1', ca: readFileSync(pki.ca.cert), cert: readFileSync(pki.client.cert), key: readFileSync(pki.client.key) });
+  const r = await nodeRequest({ host: '127.0.0.1', servername: 'localhost', port: fx.cli.port, path: '/plain-h1', ca: readFileSync(fx.pki.ca.cert), cert: readFileSync(fx.pki.client.cert), key: readFileSync(fx.pki.client.key) });
   assert.equal(r.status, 200);
   const s = connect();
   try {
@@ -185,7 +163,7 @@ test('Node https (no ALPN h2) still speaks HTTP/1.1, and h2 requests are logged 
   const deadline = Date.now() + 5000;
   let line: Record<string, unknown> | undefined;
   while (!line && Date.now() < deadline) {
-    line = cli.accessLines().find((l) => l.request_id === 'h2-log-check');
+    line = fx.cli.accessLines().find((l) => l.request_id === 'h2-log-check');
     if (!line) await new Promise((res) => setTimeout(res, 50));
   }
   assert.ok(line, 'access line for the h2 request');

@@ -1,24 +1,14 @@
 // The identity header formats of SPEC §4 as the upstream receives them: the forwarded
 // certificate (X-Client-Cert), Envoy's X-Forwarded-Client-Cert and RFC 9440's Client-Cert /
 // Client-Cert-Chain. Each value is decoded and compared with the certificate files.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { X509Certificate, createHash } from 'node:crypto';
-import { makeTestPki, type TestPki, type PkiEntry } from '../helpers/pki.js';
-import { startEchoUpstream, startCli, tempDir, cleanup, tlsListener, nodeRequest, type EchoUpstream, type RunningCli, type Received } from '../helpers/proxy.js';
+import { type PkiEntry } from '../helpers/pki.js';
+import { useProxy, tlsListener, nodeRequest, type Received } from '../helpers/proxy.js';
 
-let pki: TestPki;
-let up: EchoUpstream;
-let cli: RunningCli;
-let dir: string;
-
-before(async () => {
-  dir = tempDir();
-  pki = await makeTestPki(`${dir}/pki`);
-  up = await startEchoUpstream();
-  cli = await startCli(
-    {
+const fx = useProxy(({ pki, up }) => ({
       workers: 1,
       listeners: [
         tlsListener(pki, { name: 'all', identity: { headers: ['standard', 'xfcc', 'rfc9440'], forward_cert: true } }),
@@ -26,17 +16,7 @@ before(async () => {
         tlsListener(pki, { name: 'xfcc-nocert', identity: { headers: ['xfcc'] } }),
         tlsListener(pki, { name: 'rfc', identity: { headers: ['rfc9440'] } }),
       ],
-      upstreams: { app: { endpoints: [up.url] } },
-    },
-    { dir },
-  );
-});
-
-after(async () => {
-  await cli?.stop();
-  await up?.close();
-  cleanup(dir);
-});
+      upstreams: { app: { endpoints: [up.url] } } }));
 
 const der = (file: string) => new X509Certificate(readFileSync(file)).raw;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -47,15 +27,14 @@ async function via(listener: string, entry: PkiEntry, sendChain = false, headers
   const r = await nodeRequest({
     host: '127.0.0.1',
     servername: 'localhost',
-    port: cli.ports[listener],
+    port: fx.cli.ports[listener],
     path,
     headers,
-    ca: readFileSync(pki.ca.cert),
+    ca: readFileSync(fx.pki.ca.cert),
     cert: readFileSync(sendChain ? entry.chain : entry.cert),
-    key: readFileSync(entry.key),
-  });
+    key: readFileSync(entry.key) });
   assert.equal(r.status, 200, r.error?.message ?? r.body);
-  const got = up.received.find((x) => x.url === path);
+  const got = fx.up.received.find((x) => x.url === path);
   assert.ok(got, 'the request reached the upstream');
   return got;
 }
@@ -125,20 +104,20 @@ function byteSeq(v: string): Buffer {
 const URL_ENCODED = /^[A-Za-z0-9%\-_.!~*'()]+$/;
 
 test('X-Client-Cert is the URL-encoded PEM of exactly the client certificate', async () => {
-  const got = await via('all', pki.client);
+  const got = await via('all', fx.pki.client);
   const v = one(got, 'x-client-cert');
   assert.match(v, URL_ENCODED, 'a header-safe URL encoding (no raw newlines, spaces or quotes)');
   const pem = decodeURIComponent(v);
   const ders = pemDers(pem);
   assert.equal(ders.length, 1, 'only the leaf');
-  assert.deepEqual(ders[0], der(pki.client.cert));
+  assert.deepEqual(ders[0], der(fx.pki.client.cert));
   // and the standard identity is still there
   assert.equal(one(got, 'x-client-verify'), 'SUCCESS');
-  assert.equal(one(got, 'x-client-fingerprint'), sha256(der(pki.client.cert)));
+  assert.equal(one(got, 'x-client-fingerprint'), sha256(der(fx.pki.client.cert)));
 });
 
 test('X-Forwarded-Client-Cert has Hash, Cert, Subject, URI and DNS of the client, in Envoy\'s format', async () => {
-  const got = await via('all', pki.client);
+  const got = await via('all', fx.pki.client);
   const raw = one(got, 'x-forwarded-client-cert');
   const elements = parseXfcc(raw);
   assert.equal(elements.length, 1, `one element for one client, got ${raw}`);
@@ -146,72 +125,72 @@ test('X-Forwarded-Client-Cert has Hash, Cert, Subject, URI and DNS of the client
   const keys = pairs.map(([k]) => k).filter((k) => k !== 'Chain');
   assert.deepEqual(keys, ['Hash', 'Cert', 'Subject', 'URI', 'DNS'], raw);
   const get = (k: string) => pairs.find(([key]) => key === k)?.[1];
-  assert.equal(get('Hash'), sha256(der(pki.client.cert)));
+  assert.equal(get('Hash'), sha256(der(fx.pki.client.cert)));
   assert.match(get('Hash')!, /^[0-9a-f]{64}$/);
   assert.match(raw, /;Cert="[^"]+";/, 'Cert is quoted');
   assert.match(get('Cert')!, URL_ENCODED);
   const certDers = pemDers(decodeURIComponent(get('Cert')!));
   assert.equal(certDers.length, 1);
-  assert.deepEqual(certDers[0], der(pki.client.cert));
+  assert.deepEqual(certDers[0], der(fx.pki.client.cert));
   assert.match(raw, /;Subject="CN=payment-service,OU=prod,O=Example";/);
   assert.equal(get('Subject'), 'CN=payment-service,OU=prod,O=Example');
   assert.equal(get('URI'), 'spiffe://example.org/ns/prod/sa/payment');
   assert.equal(get('DNS'), 'payment.svc.example.com');
   // a client chained to the root directly has nothing to put in Chain besides the leaf
   const chain = get('Chain');
-  if (chain !== undefined) assert.deepEqual(pemDers(decodeURIComponent(chain))[0], der(pki.client.cert));
+  if (chain !== undefined) assert.deepEqual(pemDers(decodeURIComponent(chain))[0], der(fx.pki.client.cert));
 });
 
 test('Client-Cert (RFC 9440) is the client certificate DER as a byte sequence', async () => {
-  const got = await via('all', pki.client);
-  assert.deepEqual(byteSeq(one(got, 'client-cert')), der(pki.client.cert));
+  const got = await via('all', fx.pki.client);
+  assert.deepEqual(byteSeq(one(got, 'client-cert')), der(fx.pki.client.cert));
   const chain = all(got, 'client-cert-chain');
   assert.ok(chain.length <= 1);
   if (chain.length === 1) {
     // the chain never repeats the leaf (RFC 9440 §2.2); the root may be there
     for (const item of chain[0]!.split(',')) {
       const b = byteSeq(item);
-      assert.notDeepEqual(b, der(pki.client.cert));
-      assert.deepEqual(b, der(pki.ca.cert));
+      assert.notDeepEqual(b, der(fx.pki.client.cert));
+      assert.deepEqual(b, der(fx.pki.ca.cert));
     }
   }
 });
 
 test('an intermediate-issued client sent with its chain: Client-Cert is the leaf, Client-Cert-Chain holds the intermediate', async () => {
-  const got = await via('all', pki.viaIntermediate, true);
-  assert.deepEqual(byteSeq(one(got, 'client-cert')), der(pki.viaIntermediate.cert));
+  const got = await via('all', fx.pki.viaIntermediate, true);
+  assert.deepEqual(byteSeq(one(got, 'client-cert')), der(fx.pki.viaIntermediate.cert));
   const items = one(got, 'client-cert-chain').split(',').map(byteSeq);
   assert.ok(items.length >= 1);
-  assert.deepEqual(items[0], der(pki.intermediate.cert), 'the intermediate comes first');
-  for (const b of items.slice(1)) assert.deepEqual(b, der(pki.ca.cert), 'anything after the intermediate can only be the root');
+  assert.deepEqual(items[0], der(fx.pki.intermediate.cert), 'the intermediate comes first');
+  for (const b of items.slice(1)) assert.deepEqual(b, der(fx.pki.ca.cert), 'anything after the intermediate can only be the root');
   assert.equal(one(got, 'x-client-issuer'), 'CN=Test Intermediate CA');
   // XFCC of the same request describes the same leaf
   const xfcc = parseXfcc(one(got, 'x-forwarded-client-cert'))[0]!;
   const get = (k: string) => xfcc.find(([key]) => key === k)?.[1];
-  assert.equal(get('Hash'), sha256(der(pki.viaIntermediate.cert)));
+  assert.equal(get('Hash'), sha256(der(fx.pki.viaIntermediate.cert)));
   assert.equal(get('Subject'), 'CN=via-intermediate,OU=prod,O=Example');
-  assert.deepEqual(pemDers(decodeURIComponent(get('Cert')!)), [der(pki.viaIntermediate.cert)]);
+  assert.deepEqual(pemDers(decodeURIComponent(get('Cert')!)), [der(fx.pki.viaIntermediate.cert)]);
   const chain = get('Chain');
   if (chain !== undefined) {
     const ders = pemDers(decodeURIComponent(chain));
-    assert.deepEqual(ders[0], der(pki.viaIntermediate.cert), 'Envoy\'s Chain starts with the leaf');
-    assert.deepEqual(ders[1], der(pki.intermediate.cert));
+    assert.deepEqual(ders[0], der(fx.pki.viaIntermediate.cert), 'Envoy\'s Chain starts with the leaf');
+    assert.deepEqual(ders[1], der(fx.pki.intermediate.cert));
   }
 });
 
 test('headers: [xfcc] only: X-Forwarded-Client-Cert and no X-Client-* header at all, even spoofed ones', async () => {
   for (const listener of ['xfcc', 'xfcc-nocert']) {
-    const got = await via(listener, pki.client, false, { 'X-Client-Verify': 'SUCCESS', 'X-Client-CN': 'admin' });
+    const got = await via(listener, fx.pki.client, false, { 'X-Client-Verify': 'SUCCESS', 'X-Client-CN': 'admin' });
     const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
     assert.deepEqual(names.filter((n) => n.startsWith('x-client')), [], `${listener}: ${names.join(', ')}`);
     assert.deepEqual(names.filter((n) => n.startsWith('client-cert')), [], `${listener}: rfc9440 is not enabled`);
     const pairs = parseXfcc(one(got, 'x-forwarded-client-cert'))[0]!;
     const get = (k: string) => pairs.find(([key]) => key === k)?.[1];
-    assert.equal(get('Hash'), sha256(der(pki.client.cert)));
+    assert.equal(get('Hash'), sha256(der(fx.pki.client.cert)));
     assert.equal(get('Subject'), 'CN=payment-service,OU=prod,O=Example');
     assert.equal(get('URI'), 'spiffe://example.org/ns/prod/sa/payment');
     assert.equal(get('DNS'), 'payment.svc.example.com');
-    if (listener === 'xfcc') assert.deepEqual(pemDers(decodeURIComponent(get('Cert')!)), [der(pki.client.cert)]);
+    if (listener === 'xfcc') assert.deepEqual(pemDers(decodeURIComponent(get('Cert')!)), [der(fx.pki.client.cert)]);
     else assert.equal(get('Cert'), undefined, 'no Cert without forward_cert');
     // X-Forwarded-* are not identity formats: they are always set
     assert.equal(one(got, 'x-forwarded-for'), '127.0.0.1');
@@ -220,8 +199,8 @@ test('headers: [xfcc] only: X-Forwarded-Client-Cert and no X-Client-* header at 
 });
 
 test('headers: [rfc9440] only: Client-Cert and no X-Client-* or XFCC', async () => {
-  const got = await via('rfc', pki.client, false, { 'X-Client-Verify': 'SUCCESS', 'X-Forwarded-Client-Cert': 'Hash=00' });
+  const got = await via('rfc', fx.pki.client, false, { 'X-Client-Verify': 'SUCCESS', 'X-Forwarded-Client-Cert': 'Hash=00' });
   const names = got.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
   assert.deepEqual(names.filter((n) => n.startsWith('x-client') || n === 'x-forwarded-client-cert'), [], names.join(', '));
-  assert.deepEqual(byteSeq(one(got, 'client-cert')), der(pki.client.cert));
+  assert.deepEqual(byteSeq(one(got, 'client-cert')), der(fx.pki.client.cert));
 });

@@ -1,43 +1,21 @@
 // Worker processes: a SIGKILLed worker is replaced while the proxy keeps answering, TLS
 // sessions resume on any worker (shared ticket keys), and SIGTERM drains every worker.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
-import { startEchoUpstream, startCli, tempDir, cleanup, tlsListener, nodeRequest, type EchoUpstream, type RunningCli } from '../helpers/proxy.js';
+import { useProxy, startCli, tempDir, cleanup, tlsListener, nodeRequest } from '../helpers/proxy.js';
 
-let pki: TestPki;
-let up: EchoUpstream;
-let cli: RunningCli;
-let dir: string;
-
-before(async () => {
-  dir = tempDir();
-  pki = await makeTestPki(join(dir, 'pki'));
-  up = await startEchoUpstream((req, res) => {
-    // answer with the worker-independent facts plus nothing else; pid comes from the proxy side below
-    void req;
-    void res;
-    return false;
-  });
-  cli = await startCli({ workers: 2, listeners: [tlsListener(pki)], upstreams: { app: { endpoints: [up.url] } } }, { dir });
-});
-
-after(async () => {
-  await cli?.stop();
-  await up?.close();
-  cleanup(dir);
-});
+const fx = useProxy(({ pki, up }) => ({ workers: 2, listeners: [tlsListener(pki)], upstreams: { app: { endpoints: [up.url] } } }));
 
 async function workerPids(): Promise<number[]> {
-  const s = (await (await fetch(`http://127.0.0.1:${cli.adminPort}/status`)).json()) as { workers: { pid: number; ready: boolean }[] };
+  const s = (await (await fetch(`http://127.0.0.1:${fx.cli.adminPort}/status`)).json()) as { workers: { pid: number; ready: boolean }[] };
   return s.workers.filter((w) => w.ready).map((w) => w.pid);
 }
 
-const ca = () => readFileSync(pki.ca.cert);
-const get = () => nodeRequest({ host: '127.0.0.1', servername: 'localhost', port: cli.port, path: '/w', ca: ca(), cert: readFileSync(pki.client.cert), key: readFileSync(pki.client.key) });
+const ca = () => readFileSync(fx.pki.ca.cert);
+const get = () => nodeRequest({ host: '127.0.0.1', servername: 'localhost', port: fx.cli.port, path: '/w', ca: ca(), cert: readFileSync(fx.pki.client.cert), key: readFileSync(fx.pki.client.key) });
 
 test('a worker killed with SIGKILL under load is replaced and requests keep succeeding', async () => {
   const pids = await workerPids();
@@ -69,7 +47,7 @@ test('a worker killed with SIGKILL under load is replaced and requests keep succ
   assert.ok(ok > 10, `ok=${ok}`);
   // only requests that were in flight on the killed worker may fail
   assert.ok(failed <= 2, `failed=${failed} ok=${ok}`);
-  await waitForLog(() => cli.stderr().includes('"event":"worker_exited"'));
+  await waitForLog(() => fx.cli.stderr().includes('"event":"worker_exited"'));
 });
 
 test('TLS sessions resume across workers (shared ticket keys)', async () => {
@@ -78,7 +56,7 @@ test('TLS sessions resume across workers (shared ticket keys)', async () => {
   let fresh = 0;
   for (let i = 0; i < 12; i++) {
     const r = await new Promise<{ reused: boolean; body: string }>((resolve, reject) => {
-      const s = tls.connect({ host: '127.0.0.1', port: cli.port, servername: 'localhost', ca: ca(), cert: readFileSync(pki.client.cert), key: readFileSync(pki.client.key), session });
+      const s = tls.connect({ host: '127.0.0.1', port: fx.cli.port, servername: 'localhost', ca: ca(), cert: readFileSync(fx.pki.client.cert), key: readFileSync(fx.pki.client.key), session });
       s.once('session', (buf: Buffer) => (session = buf));
       let body = '';
       s.on('data', (d: Buffer) => (body += d.toString()));
@@ -108,15 +86,15 @@ test('after a reload every worker serves the new certificate (round-robin schedu
   const { issueCert } = await import('../../src/pki/issue.js');
   const { writeFileSync, copyFileSync } = await import('node:fs');
   const d = tempDir();
-  copyFileSync(pki.server.chain, join(d, 'server.crt'));
-  copyFileSync(pki.server.key, join(d, 'server.key'));
-  copyFileSync(pki.ca.cert, join(d, 'ca.crt'));
+  copyFileSync(fx.pki.server.chain, join(d, 'server.crt'));
+  copyFileSync(fx.pki.server.key, join(d, 'server.key'));
+  copyFileSync(fx.pki.ca.cert, join(d, 'ca.crt'));
   const rr = await startCli(
-    { workers: 2, listeners: [{ name: 'api', address: '127.0.0.1:0', tls: { cert: 'server.crt', key: 'server.key', client_ca: 'ca.crt' }, routes: [{ upstream: 'app' }] }], upstreams: { app: { endpoints: [up.url] } } },
+    { workers: 2, listeners: [{ name: 'api', address: '127.0.0.1:0', tls: { cert: 'server.crt', key: 'server.key', client_ca: 'ca.crt' }, routes: [{ upstream: 'app' }] }], upstreams: { app: { endpoints: [fx.up.url] } } },
     { dir: d, env: { PORTCULLIS_SCHED: 'rr' } },
   );
   try {
-    const next = await issueCert(pki.handles.root, { type: 'server', cn: 'localhost', dns: ['localhost'], ip: ['127.0.0.1'] });
+    const next = await issueCert(fx.pki.handles.root, { type: 'server', cn: 'localhost', dns: ['localhost'], ip: ['127.0.0.1'] });
     writeFileSync(join(d, 'server.crt'), next.chainPem);
     writeFileSync(join(d, 'server.key'), next.keyPem);
     const r = (await (await fetch(`http://127.0.0.1:${rr.adminPort}/reload`, { method: 'POST' })).json()) as { ok: boolean; error?: string };
@@ -125,7 +103,7 @@ test('after a reload every worker serves the new certificate (round-robin schedu
     for (let i = 0; i < 6; i++) {
       serials.push(
         await new Promise<string>((resolve, reject) => {
-          const s = tls.connect({ host: '127.0.0.1', port: rr.port, servername: 'localhost', ca: ca(), cert: readFileSync(pki.client.cert), key: readFileSync(pki.client.key) }, () => {
+          const s = tls.connect({ host: '127.0.0.1', port: rr.port, servername: 'localhost', ca: ca(), cert: readFileSync(fx.pki.client.cert), key: readFileSync(fx.pki.client.key) }, () => {
             resolve(s.getPeerX509Certificate()!.serialNumber);
             s.end();
           });

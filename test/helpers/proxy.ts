@@ -2,6 +2,7 @@
 // launcher that runs the real CLI (`bin/portcullis.js run`) on a config written to a temp
 // folder, and wrappers for curl / openssl / Node https clients.
 import http from 'node:http';
+import { before, after } from 'node:test';
 import https from 'node:https';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
@@ -204,4 +205,36 @@ export function tlsListener(pki: { ca: { cert: string }; server: { chain: string
     routes: [{ upstream: 'app' }],
     ...rest,
   };
+}
+
+export interface ProxyFixture {
+  pki: import('./pki.js').TestPki;
+  up: EchoUpstream;
+  cli: RunningCli;
+  dir: string;
+}
+
+/**
+ * The set-up most end-to-end files share: a fresh test PKI, an echo upstream and the real
+ * CLI running `config(fixture)`, started in `before` and torn down in `after`. The returned
+ * object is filled in when `before` runs; tests read it as `fx.pki`, `fx.cli`, ...
+ */
+export function useProxy(
+  config: (fx: Omit<ProxyFixture, 'cli'>) => Record<string, unknown>,
+  opts: { upstream?: Parameters<typeof startEchoUpstream>[0]; env?: NodeJS.ProcessEnv } = {},
+): ProxyFixture {
+  const fx = {} as ProxyFixture;
+  before(async () => {
+    const { makeTestPki } = await import('./pki.js');
+    fx.dir = tempDir();
+    fx.pki = await makeTestPki(join(fx.dir, 'pki'));
+    fx.up = await startEchoUpstream(opts.upstream);
+    fx.cli = await startCli(config(fx), { dir: fx.dir, env: opts.env });
+  });
+  after(async () => {
+    await fx.cli?.stop();
+    await fx.up?.close();
+    if (fx.dir) cleanup(fx.dir);
+  });
+  return fx;
 }
