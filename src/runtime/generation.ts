@@ -3,8 +3,8 @@
 // collects every error before failing — so a reload can swap generations atomically.
 import type { LoadedConfig, ListenerConfig, RouteConfig } from '../config/schema.js';
 import { PortcullisError, PortcullisErrors, ErrorCodes } from '../errors.js';
-import { buildListenerTls, type TlsRuntime } from '../tls/listener-tls.js';
-import { compileRules } from '../policy/rules.js';
+import { buildListenerTls, type TlsRuntime, type CertEntry } from '../tls/listener-tls.js';
+import { compileRules, type CompiledRule } from '../policy/rules.js';
 import { compileRoutes } from '../routing/route-table.js';
 import { UpstreamPool } from '../upstream/pool.js';
 import { TcpUpstream } from '../upstream/tcp-upstream.js';
@@ -116,6 +116,14 @@ function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map
       timeout: r.timeout,
     };
   });
+  const allow = compileRules(l.allow, `listeners[${l.name}].allow`);
+  const deny = compileRules(l.deny, `listeners[${l.name}].deny`);
+  const entryRules = new Map<CertEntry, { allow: CompiledRule[]; deny: CompiledRule[] }>();
+  for (const e of tls?.entries ?? []) {
+    if (e.allow.length > 0 || e.deny.length > 0) {
+      entryRules.set(e, { allow: e.allow.length > 0 ? e.allow : allow, deny: e.deny.length > 0 ? [...deny, ...e.deny] : deny });
+    }
+  }
   return {
     name: l.name,
     generation: gen,
@@ -123,8 +131,9 @@ function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map
     tls,
     table: compileRoutes(l.routes),
     routes,
-    allow: compileRules(l.allow, `listeners[${l.name}].allow`),
-    deny: compileRules(l.deny, `listeners[${l.name}].deny`),
+    allow,
+    deny,
+    entryRules,
     identity: { headers: l.identity.headers, forward_cert: l.identity.forward_cert },
     telemetry,
     refs,

@@ -34,6 +34,12 @@ export interface ListenerRuntime {
   deny: CompiledRule[];
   identity: IdentityHeaderOptions;
   telemetry: Telemetry;
+  /**
+   * The listener-level rules for a connection, by the certificate entry its handshake
+   * chose (built once per generation): an entry's allow list replaces the listener's,
+   * its deny list adds to the listener's. Read it through connRules().
+   */
+  entryRules: Map<CertEntry, { allow: CompiledRule[]; deny: CompiledRule[] }>;
   /** reference count of the generation this runtime belongs to */
   refs: { acquire(): void; release(): void };
   /** protocol: tcp only: where every connection is forwarded */
@@ -60,4 +66,9 @@ export const kConn = Symbol.for('portcullis.conn');
 
 export function connOf(socket: unknown): ConnState | undefined {
   return (socket as { [kConn]?: ConnState })[kConn];
+}
+
+/** The listener-level allow/deny rules that apply to a connection (see entryRules). */
+export function connRules(l: ListenerRuntime, entry: CertEntry | undefined): { allow: CompiledRule[]; deny: CompiledRule[] } {
+  return (entry && l.entryRules.get(entry)) || l;
 }

@@ -4,7 +4,7 @@
 // HTTP/2 and WebSocket paths all call admitRequest, so identity headers, scrubbing and
 // authorization are identical on every protocol by construction, not by copying.
 import { randomUUID } from 'node:crypto';
-import type { ConnState, RouteRuntime } from '../../runtime/types.js';
+import { connRules, type ConnState, type RouteRuntime } from '../../runtime/types.js';
 import { filterRequestHeaders } from '../request-headers.js';
 import { normalizePath } from '../../routing/path.js';
 import { hostWithoutPort, matchRoute } from '../../routing/route-table.js';
@@ -98,10 +98,10 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
     }
     return refusal(requestId, 'client_certificate_invalid', `${conn.peer.reason}: ${conn.peer.message}`, { route, path });
   }
-  const entry = conn.entry;
+  const rules = connRules(l, conn.entry);
   const decision = authorize({
-    listenerAllow: entry && entry.allow.length > 0 ? entry.allow : l.allow,
-    listenerDeny: entry && entry.deny.length > 0 ? [...l.deny, ...entry.deny] : l.deny,
+    listenerAllow: rules.allow,
+    listenerDeny: rules.deny,
     routeAllow: route.allow,
     routeDeny: route.deny,
     identity: conn.peer.verify === 'SUCCESS' ? conn.peer.identity : undefined,

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Frontend } from '../frontend.js';
-import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
+import { connRules, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
 import type { TcpConnectError, TcpUpstream } from '../../upstream/tcp-upstream.js';
 import { authorize, type Decision } from '../../policy/authorize.js';
 import { writeAccess } from '../../telemetry/telemetry.js';
@@ -74,11 +74,11 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
     return refuse('client_certificate_invalid');
   }
   const identity = conn.peer.verify === 'SUCCESS' ? conn.peer.identity : undefined;
-  const entry = conn.entry;
+  const rules = connRules(rt, conn.entry);
   const decision = authorize({
-    // an SNI entry's allow list replaces the listener's; its denies add to them (as for HTTP)
-    listenerAllow: entry && entry.allow.length > 0 ? entry.allow : rt.allow,
-    listenerDeny: entry && entry.deny.length > 0 ? [...rt.deny, ...entry.deny] : rt.deny,
+    // the listener's rules with the SNI entry's applied (built once per generation)
+    listenerAllow: rules.allow,
+    listenerDeny: rules.deny,
     routeAllow: [],
     routeDeny: [],
     identity,
