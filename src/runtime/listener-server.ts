@@ -125,6 +125,9 @@ export class ListenerServer {
       if (fe && --fe.sockets === 0 && rt !== this.runtime) this.frontends.delete(rt);
     });
     const remoteAddress = raw.remoteAddress ?? '';
+    // a TCP client may send its data and half-close before the upstream is even connected;
+    // the TLS socket inherits this, so an early EOF cannot end our side before the front end runs
+    if (rt.cfg.protocol === 'tcp') raw.allowHalfOpen = true;
     if (!rt.tls) {
       this.attach(raw, rt, undefined, undefined, { verify: 'NONE' }, null, remoteAddress);
       return;

@@ -102,7 +102,10 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
   sock.on('error', (e: Error & { code?: string }) => fail(`client: ${e.code ?? e.message}`));
   sock.setTimeout(rt.cfg.limits.idle_timeout, () => fail('idle_timeout'));
   sock.once('close', () => {
-    abort?.();
+    if (abort) {
+      st.error ??= 'client closed before the upstream connected';
+      abort();
+    }
     // flush what the client sent, then close: the upstream cannot answer anyone any more
     upstream?.destroySoon();
     closed();
