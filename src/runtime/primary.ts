@@ -19,6 +19,7 @@ import { buildStatus } from '../admin/status.js';
 import { VERSION } from '../version.js';
 import { ReloadCoordinator } from './reload.js';
 import { watchFiles } from './watch.js';
+import { workerOpenSslArgs } from './openssl-config.js';
 
 export interface PrimaryOptions {
   drainMs: number;
@@ -83,6 +84,12 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       }
     },
   });
+
+  const openssl = workerOpenSslArgs();
+  cluster.setupPrimary({ execArgv: openssl.execArgv });
+  if (openssl.skipped) {
+    telemetry.log.info({ event: 'openssl_config_kept', reason: openssl.skipped }, 'workers keep the operator\'s OpenSSL configuration; TLS 1.3 sends OpenSSL\'s default of 2 session tickets');
+  }
 
   const fork = (): Worker => {
     const w = cluster.fork({

@@ -74,6 +74,31 @@ test('TLS sessions resume across workers (shared ticket keys)', async () => {
   assert.equal(fresh, 1, `fresh=${fresh} reused=${reused}`);
 });
 
+test('a full TLS 1.3 handshake gets one session ticket (assets/openssl-worker.cnf), and it resumes', async () => {
+  const connectOnce = (session?: Buffer) =>
+    new Promise<{ tickets: Buffer[]; reused: boolean; version: string | null }>((resolve, reject) => {
+      const tickets: Buffer[] = [];
+      let version: string | null = null;
+      let reused = false;
+      const s = tls.connect({ host: '127.0.0.1', port: fx.cli.port, servername: 'localhost', ca: ca(), cert: readFileSync(fx.pki.client.cert), key: readFileSync(fx.pki.client.key), minVersion: 'TLSv1.3', session });
+      s.on('session', (buf: Buffer) => tickets.push(buf));
+      s.on('data', () => undefined);
+      s.once('secureConnect', () => {
+        version = s.getProtocol();
+        reused = s.isSessionReused();
+        s.write('GET /t HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      });
+      s.once('close', () => resolve({ tickets, reused, version }));
+      s.once('error', reject);
+    });
+  const first = await connectOnce();
+  assert.equal(first.version, 'TLSv1.3');
+  // OpenSSL's default is 2 tickets per full handshake
+  assert.equal(first.tickets.length, 1, 'one NewSessionTicket after a full handshake');
+  const second = await connectOnce(first.tickets[0]);
+  assert.equal(second.reused, true, 'the single ticket resumes');
+});
+
 async function waitForLog(pred: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
   while (!pred()) {
