@@ -13,7 +13,7 @@ import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { reasonMessage } from '../tls/verify-result.js';
-import { attachStapling } from '../tls/ocsp-stapling.js';
+import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
 
 /** Front ends by name; a listener creates the ones its protocol needs. */
 export type FrontendKind = 'http1' | 'h2' | 'tcp';
@@ -59,19 +59,30 @@ function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, fail
 }
 
 export class ListenerServer {
-  runtime: ListenerRuntime;
+  private current: ListenerRuntime;
+  private readonly stapling: Stapling;
   readonly server: net.Server;
   /** front ends per listener runtime: a reload's new limits apply to new connections only */
   private readonly frontends = new Map<ListenerRuntime, RuntimeFrontends>();
   private readonly sockets = new Set<Socket>();
 
   constructor(runtime: ListenerRuntime) {
-    this.runtime = runtime;
+    this.current = runtime;
     this.server = net.createServer({ noDelay: true }, (raw) => this.onConnection(raw));
     // before any socket exists: Node only asks for staples on servers with an OCSPRequest listener
-    attachStapling(this.server, () => this.runtime);
+    this.stapling = attachStapling(this.server, () => this.current);
     const max = runtime.cfg.limits.max_connections;
     if (max > 0) this.server.maxConnections = max;
+  }
+
+  get runtime(): ListenerRuntime {
+    return this.current;
+  }
+
+  /** a reload's generation: new connections get it; the stapled certificates follow */
+  set runtime(rt: ListenerRuntime) {
+    this.current = rt;
+    this.stapling.sync();
   }
 
   private frontendsOf(rt: ListenerRuntime): RuntimeFrontends {

@@ -51,7 +51,12 @@ function nativeOf(ctx: SecureContext): NativeContext | undefined {
  * 'OCSPRequest' because its TLSSockets are created with `server`). `runtime` returns the
  * current generation, so reloaded certificates are stapled and replaced ones dropped.
  */
-export function attachStapling(server: Server, runtime: () => StaplingRuntime): void {
+export interface Stapling {
+  /** call when the served certificates change (a reload): starts stapling new ones */
+  sync(): void;
+}
+
+export function attachStapling(server: Server, runtime: () => StaplingRuntime): Stapling {
   setTlsLog(runtime().telemetry.log);
   // Node takes the certificate to staple from the SNI-selected context, or else from
   // server._sharedCreds, which only tls.Server has: point it at the current default context
@@ -121,14 +126,7 @@ export function attachStapling(server: Server, runtime: () => StaplingRuntime): 
     return s;
   };
 
-  const rt = runtime().tls;
-  for (const e of rt ? [rt.default, ...rt.entries] : []) {
-    const n = nativeOf(e.context);
-    const der = n?.getCertificate();
-    if (der) track(der, n!.getIssuer());
-  }
-
-  server.on('OCSPRequest', (certDer: Buffer, issuerDer: Buffer | null, cb: (err: Error | null, resp?: Buffer) => void) => {
+  const onOcspRequest = (certDer: Buffer, issuerDer: Buffer | null, cb: (err: Error | null, resp?: Buffer) => void) => {
     let s: Staple | null = null;
     try {
       s = track(certDer, issuerDer);
@@ -137,10 +135,30 @@ export function attachStapling(server: Server, runtime: () => StaplingRuntime): 
     }
     if (s?.response && Date.now() < s.validUntil) cb(null, s.response);
     else cb(null);
-  });
+  };
+
+  // With an 'OCSPRequest' listener, Node stops every handshake for a round trip into
+  // JavaScript (the certificate callback), status_request or not: about 3% of a full
+  // handshake. So the listener is there only while a served certificate can be stapled.
+  let listening = false;
+  const sync = () => {
+    const rt = runtime().tls;
+    let stapled = false;
+    for (const e of rt ? [rt.default, ...rt.entries] : []) {
+      const n = nativeOf(e.context);
+      const der = n?.getCertificate();
+      if (der && track(der, n!.getIssuer())) stapled = true;
+    }
+    if (stapled && !listening) server.on('OCSPRequest', onOcspRequest);
+    if (!stapled && listening) server.off('OCSPRequest', onOcspRequest);
+    listening = stapled;
+  };
+  sync();
+
   server.on('close', () => {
     closed = true;
     for (const s of staples.values()) if (s) clearTimeout(s.timer);
     staples.clear();
   });
+  return { sync };
 }

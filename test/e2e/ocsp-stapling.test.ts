@@ -90,3 +90,31 @@ test('a client that does not ask gets no staple and an ordinary handshake', asyn
   assert.equal(r.status, 200);
   assert.equal(r.staple, undefined);
 });
+
+test('a certificate with a responder arriving by reload is stapled (the OCSP hook follows the served certificates)', async () => {
+  // starts with a certificate without AIA: nothing to staple, so no per-handshake OCSP hook
+  const d = tempDir();
+  const crt = join(d, 'server.crt');
+  const key = join(d, 'server.key');
+  writeFileSync(crt, readFileSync(pki.server.chain));
+  writeFileSync(key, readFileSync(pki.server.key));
+  const plain = await startCli({ listeners: [tlsListener(pki, { name: 'api', tls: { cert: crt, key } })], upstreams: { app: { endpoints: [up.url] } } }, { dir: d });
+  try {
+    const before = await exchange({ port: plain.port, ca: pki.ca.cert, client: pki.client, requestOCSP: true });
+    assert.equal(before.status, 200);
+    assert.equal(before.staple ?? undefined, undefined, 'no responder in the certificate, no staple');
+    writeFileSync(crt, readFileSync(serverCert));
+    writeFileSync(key, readFileSync(join(dir, 'stapled.key')));
+    const res = await fetch(`http://127.0.0.1:${plain.adminPort}/reload`, { method: 'POST' });
+    assert.equal(res.status, 200, await res.text());
+    let staple: Buffer | undefined;
+    for (const deadline = Date.now() + 10_000; !staple && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      staple = (await exchange({ port: plain.port, ca: pki.ca.cert, client: pki.client, requestOCSP: true })).staple ?? undefined;
+    }
+    assert.ok(staple, 'a staple after the reload');
+    assert.equal(verifyOcspResponse(staple!, { cert: new X509Certificate(readFileSync(serverCert)), issuer: new X509Certificate(readFileSync(pki.ca.cert)) }).status, 'good');
+  } finally {
+    await plain.stop();
+    cleanup(d);
+  }
+});
