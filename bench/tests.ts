@@ -11,7 +11,9 @@ export type TestName = 'handshake' | 'keepalive' | 'stream' | 'idle';
 
 export const METRICS: MetricDef[] = [
   { id: 'handshake_cps', label: 'full mTLS handshake + 1 request, conn/s', decimals: 0, better: 'higher' },
+  { id: 'handshake_cpu_us', label: 'proxy CPU per connection (handshake test), µs', decimals: 0, better: 'lower' },
   { id: 'keepalive_rps', label: 'keep-alive requests/s', decimals: 0, better: 'higher' },
+  { id: 'keepalive_cpu_us', label: 'proxy CPU per keep-alive request, µs', decimals: 0, better: 'lower' },
   { id: 'keepalive_p50_ms', label: 'keep-alive p50 latency, ms', decimals: 2, better: 'lower' },
   { id: 'keepalive_p99_ms', label: 'keep-alive p99 latency, ms', decimals: 2, better: 'lower' },
   { id: 'stream_mbps', label: '1 GiB through one connection, MB/s', decimals: 0, better: 'higher' },
@@ -63,7 +65,7 @@ export function limitedBy(cpu: RunRecord['cpu']): NonNullable<RunRecord['limited
   return (cpu.other ?? 0) > 50 ? 'other processes' : 'unclear';
 }
 
-async function withCpu<T>(proxy: Proc, upstream: Proc, fn: () => Promise<T>, loadGenCpuS: (r: T) => number | null): Promise<{ result: T; cpu: RunRecord['cpu'] }> {
+async function withCpu<T>(proxy: Proc, upstream: Proc, fn: () => Promise<T>, loadGenCpuS: (r: T) => number | null): Promise<{ result: T; cpu: RunRecord['cpu']; wallS: number }> {
   const p0 = treeCpuSeconds(proxy.pid);
   const u0 = treeCpuSeconds(upstream.pid);
   const m0 = machineBusySeconds();
@@ -77,6 +79,7 @@ async function withCpu<T>(proxy: Proc, upstream: Proc, fn: () => Promise<T>, loa
   const pct = (x: number) => (x / wallS) * 100;
   return {
     result,
+    wallS,
     cpu: {
       proxy: pct(proxyS),
       upstream: pct(upstreamS),
@@ -137,9 +140,12 @@ export async function runTest(
   if (closeEach && r.handshakes !== null && r.requests && r.handshakes < r.requests) {
     problems.push(`wrk reported ${r.requests} requests but only ${r.handshakes} handshakes: connections were reused`);
   }
+  // the proxy's CPU per request: steadier than requests/s on a shared VM, where a
+  // neighbour's load moves throughput more than it moves the work each request costs
+  const cpuUs = r.requests ? (m.cpu.proxy / 100) * m.wallS * 1e6 / r.requests : NaN;
   const values = closeEach
-    ? [v('handshake_cps', r.requestsPerSec)]
-    : [v('keepalive_rps', r.requestsPerSec), v('keepalive_p50_ms', r.latencyMs?.p50 ?? NaN), v('keepalive_p99_ms', r.latencyMs?.p99 ?? NaN)];
+    ? [v('handshake_cps', r.requestsPerSec), v('handshake_cpu_us', cpuUs)]
+    : [v('keepalive_rps', r.requestsPerSec), v('keepalive_cpu_us', cpuUs), v('keepalive_p50_ms', r.latencyMs?.p50 ?? NaN), v('keepalive_p99_ms', r.latencyMs?.p99 ?? NaN)];
   if (m.cpu.other !== null && m.cpu.other > BUSY_PCT) problems.push(`machine busy: other processes used ${m.cpu.other.toFixed(0)}% of a core during the run`);
   return {
     record: {
