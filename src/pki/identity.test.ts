@@ -47,3 +47,25 @@ test('the cache holds at most LEAF_CACHE_MAX certificates', async () => {
   assert.equal(leafCacheSize(), Math.min(LEAF_CACHE_MAX, before + 5));
   assert.ok(leafCacheSize() <= LEAF_CACHE_MAX);
 });
+
+test('the same certificate over the same chain shares one frozen Identity; another chain gets its own', async () => {
+  const { formatIdentityHeaders } = await import('../proxy/identity-headers.js');
+  const caCert = new X509Certificate(ca.certPem);
+  const a = buildIdentity(new X509Certificate(leaf.raw), [caCert]);
+  const b = buildIdentity(new X509Certificate(leaf.raw), [new X509Certificate(ca.certPem)]);
+  assert.equal(b, a, 'one object per certificate and chain');
+  assert.ok(Object.isFrozen(a));
+  const c = buildIdentity(leaf, []);
+  assert.notEqual(c, a);
+  assert.deepEqual(c.chainDer, []);
+  // headers are formatted once per identity and option set, and match a fresh format
+  const opts = { headers: ['standard', 'xfcc', 'rfc9440'] as const, forward_cert: true };
+  const h1 = formatIdentityHeaders({ verify: 'SUCCESS', identity: a }, opts);
+  const h2 = formatIdentityHeaders({ verify: 'SUCCESS', identity: b }, opts);
+  assert.equal(h2, h1);
+  assert.ok(h1.includes('client-cert-chain'), 'the chain is part of this identity');
+  assert.ok(!formatIdentityHeaders({ verify: 'SUCCESS', identity: c }, opts).includes('client-cert-chain'));
+  const other = formatIdentityHeaders({ verify: 'SUCCESS', identity: a }, { headers: ['standard'], forward_cert: false });
+  assert.notEqual(other, h1);
+  assert.ok(!other.includes('x-forwarded-client-cert'));
+});

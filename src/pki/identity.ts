@@ -115,22 +115,31 @@ export function chainAbove(leaf: X509Certificate): X509Certificate[] {
   return chain;
 }
 
-/** The leaf-only part of an Identity, shared by every connection that presents the same certificate. */
-interface LeafIdentity {
+/**
+ * What one client certificate yields, whichever connection presents it: the leaf part of
+ * its Identity, its CA flag and extended key usage, and the last Identity built from it
+ * (reused while the verified chain above it is the same).
+ */
+export interface LeafInfo {
   fields: Omit<Identity, 'chainDer' | 'spkiFingerprint'>;
+  ca: boolean;
+  /** extended key usage OIDs; undefined when the extension is absent */
+  keyUsage: readonly string[] | undefined;
   /** exporting the public key costs ~5% of a handshake's CPU and only pins need it */
   spki(): string;
+  last: { chainDer: Buffer[]; identity: Identity } | undefined;
 }
 
 /**
- * Leaf identities by certificate SHA-256, least recently used first. Clients reconnect
- * with the same certificate, and parsing names, SANs and dates again cost about 3% of a
- * full handshake's CPU. Bounded: a flood of distinct certificates only evicts.
+ * Leaf infos by certificate SHA-256, least recently used first. Clients reconnect with
+ * the same certificate; parsing names, SANs, dates and key usage again, and building and
+ * formatting a new identity, cost several % of a full handshake's CPU. Bounded: a flood
+ * of distinct certificates only evicts.
  */
-const leafCache = new Map<string, LeafIdentity>();
+const leafCache = new Map<string, LeafInfo>();
 export const LEAF_CACHE_MAX = 1024;
 
-function leafIdentity(leaf: X509Certificate, der: Buffer, fingerprint: string): LeafIdentity {
+function parseLeaf(leaf: X509Certificate, der: Buffer, fingerprint: string): LeafInfo {
   const subject = parseName(leaf.subject);
   const issuer = parseName(leaf.issuer);
   const sans = parseSubjectAltName(leaf.subjectAltName);
@@ -146,6 +155,7 @@ function leafIdentity(leaf: X509Certificate, der: Buffer, fingerprint: string): 
   }
   // shared between connections: frozen so that no caller can change another's identity
   const list = (a: string[]) => Object.freeze(a) as string[];
+  const eku = leaf.keyUsage;
   let spki: string | undefined;
   return {
     fields: {
@@ -166,26 +176,53 @@ function leafIdentity(leaf: X509Certificate, der: Buffer, fingerprint: string): 
       notAfter: parseValidity(leaf.validTo),
       der,
     },
+    ca: leaf.ca,
+    keyUsage: eku ? Object.freeze([...eku]) : undefined,
     spki: () => (spki ??= sha256Hex(leaf.publicKey.export({ type: 'spki', format: 'der' }))),
+    last: undefined,
   };
 }
 
-export function buildIdentity(leaf: X509Certificate, chain: X509Certificate[]): Identity {
+/** The cached facts of a peer's leaf certificate (parsed on first sight). */
+export function leafInfo(leaf: X509Certificate): LeafInfo {
   const der = leaf.raw;
   const fingerprint = sha256Hex(der);
-  let cached = leafCache.get(fingerprint);
-  if (cached) {
+  let info = leafCache.get(fingerprint);
+  if (info) {
     // most recently used goes last
     leafCache.delete(fingerprint);
   } else {
-    cached = leafIdentity(leaf, der, fingerprint);
+    info = parseLeaf(leaf, der, fingerprint);
     if (leafCache.size >= LEAF_CACHE_MAX) leafCache.delete(leafCache.keys().next().value!);
   }
-  leafCache.set(fingerprint, cached);
-  const identity = { ...cached.fields, spkiFingerprint: '', chainDer: chain.map((c) => c.raw) } as Identity;
-  const spki = cached.spki;
-  Object.defineProperty(identity, 'spkiFingerprint', { enumerable: true, get: spki });
+  leafCache.set(fingerprint, info);
+  return info;
+}
+
+function sameDers(a: Buffer[], b: Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!a[i]!.equals(b[i]!)) return false;
+  return true;
+}
+
+/**
+ * The Identity for a leaf and the verified chain above it. Identities are frozen and
+ * shared: the same certificate over the same chain gives the same object, so per-identity
+ * work (formatted headers) is done once too.
+ */
+export function identityFor(info: LeafInfo, chain: X509Certificate[]): Identity {
+  const chainDer = Object.freeze(chain.map((c) => c.raw)) as Buffer[];
+  const last = info.last;
+  if (last && sameDers(last.chainDer, chainDer)) return last.identity;
+  const identity = { ...info.fields, spkiFingerprint: '', chainDer } as Identity;
+  Object.defineProperty(identity, 'spkiFingerprint', { enumerable: true, get: info.spki });
+  Object.freeze(identity);
+  info.last = { chainDer, identity };
   return identity;
+}
+
+export function buildIdentity(leaf: X509Certificate, chain: X509Certificate[]): Identity {
+  return identityFor(leafInfo(leaf), chain);
 }
 
 /** How many leaf identities are cached (tests). */

@@ -40,7 +40,23 @@ function xfccValue(v: string, alwaysQuote = false): string {
   return `"${v.replace(/["\\]/g, (m) => '\\' + m)}"`;
 }
 
+/**
+ * Formatted headers by identity, then by the generation's options: identities are shared
+ * per certificate and chain (pki/identity.ts), so a reconnecting client's headers are
+ * formatted once. The lists are frozen; requests copy them into their own header list.
+ */
+const formatted = new WeakMap<Identity, WeakMap<IdentityHeaderOptions, string[]>>();
+
 export function formatIdentityHeaders(peer: PeerResult, opts: IdentityHeaderOptions): string[] {
+  if (peer.verify !== 'SUCCESS' || !peer.identity) return format(peer, opts);
+  let byOpts = formatted.get(peer.identity);
+  if (!byOpts) formatted.set(peer.identity, (byOpts = new WeakMap()));
+  let out = byOpts.get(opts);
+  if (!out) byOpts.set(opts, (out = Object.freeze(format(peer, opts)) as string[]));
+  return out;
+}
+
+function format(peer: PeerResult, opts: IdentityHeaderOptions): string[] {
   const out: string[] = [];
   const id = peer.verify === 'SUCCESS' ? peer.identity : undefined;
   for (const format of opts.headers) {

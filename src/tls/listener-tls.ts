@@ -14,7 +14,7 @@ import { createHmac, randomBytes, type X509Certificate } from 'node:crypto';
 import { readKeyPair, oneLine } from './pem.js';
 import { buildTrust, type TrustRuntime } from './trust.js';
 import { reasonFromOpenSsl, reasonMessage, type VerifyReason } from './verify-result.js';
-import { buildIdentity, chainAbove, rfc3339 } from '../pki/identity.js';
+import { identityFor, leafInfo, chainAbove, rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { trustFor, type ListenerTlsConfig, type SniCertConfig } from '../config/schema.js';
 import { compileRules, type CompiledRule } from '../policy/rules.js';
@@ -206,8 +206,10 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   // OpenSSL's ssl_client purpose check already refuses a leaf whose EKU lacks clientAuth
   // and most CA certificates (no digitalSignature); these checks make it independent of
   // how the CA filled in key usage.
-  if (leaf.ca) return fail('ca_as_leaf', leaf, `basicConstraints CA:TRUE on ${oneLine(leaf.subject)}`);
-  const eku = leaf.keyUsage;
+  // parsed once per certificate, not per connection
+  const info = leafInfo(leaf);
+  if (info.ca) return fail('ca_as_leaf', leaf, `basicConstraints CA:TRUE on ${oneLine(leaf.subject)}`);
+  const eku = info.keyUsage;
   if (eku && eku.length > 0 && !eku.includes(CLIENT_AUTH_EKU) && !eku.includes(ANY_EKU)) {
     return fail('bad_eku', leaf, `extended key usage is ${eku.join(', ')}`);
   }
@@ -215,7 +217,7 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (chain.length > trust.verifyDepth) {
     return fail('depth_exceeded', leaf, `${chain.length} intermediates, verify_depth is ${trust.verifyDepth}`);
   }
-  const identity = buildIdentity(leaf, chain);
+  const identity = identityFor(info, chain);
   for (const check of trust.checks) {
     const f = await check(leaf, chain, identity);
     if (f) return { ...fail(f.reason, leaf, f.detail), ...(f.afterHandshake ? { afterHandshake: true } : {}) };
