@@ -60,48 +60,64 @@ export function classifyUpstreamError(err: Error & { code?: string }, upstream: 
   return { code: 'upstream_unavailable', message: `upstream ${upstream} (${endpoint}) failed: ${code || err.message}; check the upstream's logs` };
 }
 
+/** One request's undici handler: a class so the hot path allocates one object, not a handful of closures. */
+class Forwarding implements Dispatcher.DispatchHandler {
+  private bytesOut = 0;
+  private finished = false;
+  private controller: Dispatcher.DispatchController | undefined;
+  private readonly unsubscribe: () => void;
+  private onDrain: (() => void) | undefined;
+
+  constructor(
+    private readonly sink: ResponseSink,
+    private readonly endpointLabel: string,
+    private readonly upstreamName: string,
+    private readonly done: (r: ForwardResult) => void,
+  ) {
+    // the client went away before the response was complete: stop the upstream request
+    this.unsubscribe = sink.onAbort(() => this.controller?.abort(new Error('client closed the connection')));
+  }
+
+  private finish(r: ForwardResult): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.unsubscribe();
+    this.done(r);
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c;
+    if (this.sink.closed) c.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    if (this.sink.closed) return;
+    this.sink.start(statusCode, filterResponseHeaders(headers), statusMessage, false);
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytesOut += chunk.length;
+    if (!this.sink.write(chunk)) {
+      c.pause();
+      this.sink.onceDrain((this.onDrain ??= () => this.controller?.resume()));
+    }
+  }
+
+  onResponseEnd(_c: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    const t = trailers && Object.keys(trailers).length > 0 ? filterResponseHeaders(trailers) : undefined;
+    this.sink.end(t);
+    this.finish({ status: this.sink.status, bytesOut: this.bytesOut });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    const e = classifyUpstreamError(err as Error & { code?: string }, this.upstreamName, this.endpointLabel);
+    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: (err as Error & { code?: string }).code ?? err.message } });
+  }
+}
+
 export function forward(sink: ResponseSink, f: ForwardRequest, upstreamName: string, done: (r: ForwardResult) => void): void {
   const dispatcher = f.endpoint.dispatcher;
   if (!dispatcher) throw new Error(`endpoint ${f.endpoint.label} has no HTTP/1.1 dispatcher`);
-  let bytesOut = 0;
-  let finished = false;
-  let controller: Dispatcher.DispatchController | undefined;
-  // the client went away before the response was complete: stop the upstream request
-  const unsubscribe = sink.onAbort(() => controller?.abort(new Error('client closed the connection')));
-  const finish = (r: ForwardResult) => {
-    if (finished) return;
-    finished = true;
-    unsubscribe();
-    done(r);
-  };
-  const onDrain = () => controller?.resume();
-
-  const handler: Dispatcher.DispatchHandler = {
-    onRequestStart(c) {
-      controller = c;
-      if (sink.closed) c.abort(new Error('client closed the connection'));
-    },
-    onResponseStart(_c, statusCode, headers, statusMessage) {
-      if (sink.closed) return;
-      sink.start(statusCode, filterResponseHeaders(headers as Record<string, string | string[] | undefined>), statusMessage, false);
-    },
-    onResponseData(c, chunk) {
-      bytesOut += chunk.length;
-      if (!sink.write(chunk)) {
-        c.pause();
-        sink.onceDrain(onDrain);
-      }
-    },
-    onResponseEnd(_c, trailers) {
-      const t = trailers && Object.keys(trailers).length > 0 ? filterResponseHeaders(trailers as Record<string, string | string[] | undefined>) : undefined;
-      sink.end(t);
-      finish({ status: sink.status, bytesOut });
-    },
-    onResponseError(_c, err) {
-      const e = classifyUpstreamError(err as Error & { code?: string }, upstreamName, f.endpoint.label);
-      finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: (err as Error & { code?: string }).code ?? err.message } });
-    },
-  };
   dispatcher.dispatch(
     {
       path: f.path,
@@ -111,6 +127,6 @@ export function forward(sink: ResponseSink, f: ForwardRequest, upstreamName: str
       headersTimeout: f.headersTimeout,
       bodyTimeout: f.bodyTimeout,
     },
-    handler,
+    new Forwarding(sink, f.endpoint.label, upstreamName, done),
   );
 }
