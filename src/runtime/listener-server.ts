@@ -11,6 +11,7 @@ import type { Frontend } from '../proxy/frontend.js';
 import { kConn, type ConnState, type ListenerRuntime } from './types.js';
 import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
+import type { Identity } from '../pki/identity-types.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { reasonMessage } from '../tls/verify-result.js';
 import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
@@ -56,6 +57,32 @@ function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, fail
     setTimeout(() => destroy(), 200).unref();
     return sock;
   }) as typeof sock.destroy;
+}
+
+/** The access log's view of a verified identity, shared by its connections (identities are shared too). */
+const logClients = new WeakMap<Identity, Record<string, string | undefined>>();
+
+function logClientOf(peer: PeerResult): Record<string, string | undefined> {
+  const id = peer.identity;
+  if (peer.verify === 'SUCCESS' && id) {
+    let c = logClients.get(id);
+    if (!c) logClients.set(id, (c = Object.freeze(describeClient(peer))));
+    return c;
+  }
+  return describeClient(peer);
+}
+
+function describeClient(peer: PeerResult): Record<string, string | undefined> {
+  const id = peer.identity;
+  return {
+    verify: peer.verify === 'FAILED' ? `FAILED:${peer.reason}` : peer.verify,
+    subject: id?.subject ?? peer.failed?.subject,
+    issuer: id?.issuer ?? peer.failed?.issuer,
+    serial: id?.serial ?? peer.failed?.serial,
+    fingerprint: id?.fingerprint ?? peer.failed?.fingerprint,
+    spiffe_id: id?.spiffeId,
+    not_after: id ? rfc3339(id.notAfter) : peer.failed?.not_after,
+  };
 }
 
 export class ListenerServer {
@@ -216,7 +243,6 @@ export class ListenerServer {
   }
 
   private attach(sock: Socket | TLSSocket, rt: ListenerRuntime, entry: CertEntry | undefined, servername: string | undefined, peer: PeerResult, tlsVersion: string | null, remoteAddress: string): void {
-    const id = peer.identity;
     const conn: ConnState = {
       listener: rt,
       entry,
@@ -225,15 +251,7 @@ export class ListenerServer {
       identityHeaders: formatIdentityHeaders(peer, rt.identity),
       tlsVersion,
       remoteAddress,
-      logClient: {
-        verify: peer.verify === 'FAILED' ? `FAILED:${peer.reason}` : peer.verify,
-        subject: id?.subject ?? peer.failed?.subject,
-        issuer: id?.issuer ?? peer.failed?.issuer,
-        serial: id?.serial ?? peer.failed?.serial,
-        fingerprint: id?.fingerprint ?? peer.failed?.fingerprint,
-        spiffe_id: id?.spiffeId,
-        not_after: id ? rfc3339(id.notAfter) : peer.failed?.not_after,
-      },
+      logClient: logClientOf(peer),
     };
     (sock as unknown as { [kConn]: ConnState })[kConn] = conn;
     const kind: FrontendKind = rt.cfg.protocol === 'tcp' ? 'tcp' : (sock as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1';
