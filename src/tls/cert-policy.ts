@@ -5,6 +5,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { CertPolicyConfig } from '../config/schema.js';
 import type { PeerCheck } from './trust.js';
+import type { Identity } from '../pki/identity-types.js';
 
 /** Refuses a leaf whose DER and SPKI SHA-256 are both outside `pins` ("sha256:<hex>"). */
 export function buildPinCheck(pins: string[]): PeerCheck | undefined {
@@ -38,17 +39,16 @@ export function keyFacts(cert: X509Certificate): { type: string; family: KeyFami
 }
 
 type KeyFacts = ReturnType<typeof keyFacts>;
-/** by certificate SHA-256: asking OpenSSL for an EC key's curve costs ~2% of a full handshake */
-const keyFactsCache = new Map<string, KeyFacts>();
-const KEY_FACTS_CACHE_MAX = 1024;
+/**
+ * By identity, which is shared per certificate and chain (pki/identity.ts), so this lives
+ * as long as the identity cache keeps it: asking OpenSSL for an EC key's curve costs ~2%
+ * of a full handshake.
+ */
+const keyFactsOf = new WeakMap<Identity, KeyFacts>();
 
-function cachedKeyFacts(leaf: X509Certificate, fingerprint: string): KeyFacts {
-  let k = keyFactsCache.get(fingerprint);
-  if (!k) {
-    k = keyFacts(leaf);
-    if (keyFactsCache.size >= KEY_FACTS_CACHE_MAX) keyFactsCache.delete(keyFactsCache.keys().next().value!);
-    keyFactsCache.set(fingerprint, k);
-  }
+function cachedKeyFacts(leaf: X509Certificate, id: Identity): KeyFacts {
+  let k = keyFactsOf.get(id);
+  if (!k) keyFactsOf.set(id, (k = keyFacts(leaf)));
   return k;
 }
 
@@ -67,7 +67,7 @@ function days(ms: number): string {
 export function buildPolicyCheck(p: CertPolicyConfig): PeerCheck {
   const types = new Set<string>(p.key_types);
   return (leaf, _chain, id) => {
-    const k = cachedKeyFacts(leaf, id.fingerprint);
+    const k = cachedKeyFacts(leaf, id);
     if (!k.family || !types.has(k.family)) {
       return { reason: 'policy', detail: `cert_policy.key_types: ${k.type} key, allowed: ${p.key_types.join(', ')}`, afterHandshake: true };
     }
