@@ -5,7 +5,6 @@
 // undici. Same wrk load as `npm run bench` (keep-alive, then full handshakes), runs
 // alternating, medians printed with the proxy's CPU per request and the ratio to nginx.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,31 +12,18 @@ import { proxyConf, startNginx, upstreamConf } from './nginx.js';
 import { makePki } from './pki.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
 import { waitReady } from './probe.js';
-import { killAllStarted, startProcess, stopProcess, waitQuiet, type Proc } from './proc.js';
-import type { SystemName } from './report.js';
+import { freePort, killAllStarted, startProcess, stopProcess, waitQuiet, type Proc } from './proc.js';
+import { median as medianOrNull, type SystemName } from './report.js';
 import { BUSY_PCT, runTest, type Env } from './tests.js';
 import { buildShim, ensureTools } from './tools.js';
 import { runWrk } from './wrk.js';
 import { WORKER_OPENSSL_CONFIG } from '../src/runtime/openssl-config.js';
 
+const median = (xs: number[]) => medianOrNull(xs) ?? NaN;
+
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const DURATION = Number(process.env.BENCH_DURATION ?? 8);
 const TESTS = (process.env.BENCH_ONLY ?? 'keepalive,handshake').split(',') as ('keepalive' | 'handshake')[];
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => res(p));
-    });
-    s.on('error', rej);
-  });
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));

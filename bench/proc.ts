@@ -3,6 +3,7 @@
 // time of a process tree from /proc.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 
 /** Raise the soft fd limit as far as the hard limit allows (10k idle connections need it). */
 export const RAISE_FD_LIMIT = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"';
@@ -231,4 +232,16 @@ export async function waitQuiet(ours: number[], thresholdPct: number, maxWaitMs:
     const waitedMs = Date.now() - t0;
     if (otherPct < thresholdPct || waitedMs >= maxWaitMs) return { otherPct, waitedMs };
   }
+}
+
+/** A port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => res(port));
+    });
+  });
 }

@@ -80,8 +80,8 @@ export interface LogSummary {
   entries: Record<string, number>;
 }
 
-/** portcullis logs pino JSON; warnings and errors are grouped by message. */
-export function summarisePortcullisLog(path: string): LogSummary {
+/** Counts a log file's lines by the key `keyOf` gives them (undefined: not counted). */
+function summariseLog(path: string, keyOf: (line: string) => string | undefined): LogSummary {
   const entries: Record<string, number> = {};
   let text = '';
   try {
@@ -90,36 +90,33 @@ export function summarisePortcullisLog(path: string): LogSummary {
     return { file: path, entries };
   }
   for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    let key: string;
-    try {
-      const o = JSON.parse(line) as { level?: string | number; msg?: string; event?: string; err?: { message?: string; code?: string }; error?: string };
-      const lvl = typeof o.level === 'number' ? o.level : { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 }[o.level ?? 'info'] ?? 30;
-      if (lvl < 40) continue;
-      const err = o.err ? ` (${o.err.code ?? ''}${o.err.code ? ': ' : ''}${o.err.message ?? ''})` : o.error ? ` (${o.error})` : '';
-      key = `${typeof o.level === 'string' ? o.level : lvl}: ${o.event ? `[${o.event}] ` : ''}${o.msg ?? ''}${err}`;
-    } catch {
-      key = `non-JSON line: ${line.slice(0, 300)}`;
-    }
-    entries[key] = (entries[key] ?? 0) + 1;
+    const key = keyOf(line);
+    if (key !== undefined) entries[key] = (entries[key] ?? 0) + 1;
   }
   return { file: path, entries };
 }
 
+/** portcullis logs pino JSON; warnings and errors are grouped by message. */
+export function summarisePortcullisLog(path: string): LogSummary {
+  return summariseLog(path, (line) => {
+    if (!line.trim()) return undefined;
+    try {
+      const o = JSON.parse(line) as { level?: string | number; msg?: string; event?: string; err?: { message?: string; code?: string }; error?: string };
+      const lvl = typeof o.level === 'number' ? o.level : { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 }[o.level ?? 'info'] ?? 30;
+      if (lvl < 40) return undefined;
+      const err = o.err ? ` (${o.err.code ?? ''}${o.err.code ? ': ' : ''}${o.err.message ?? ''})` : o.error ? ` (${o.error})` : '';
+      return `${typeof o.level === 'string' ? o.level : lvl}: ${o.event ? `[${o.event}] ` : ''}${o.msg ?? ''}${err}`;
+    } catch {
+      return `non-JSON line: ${line.slice(0, 300)}`;
+    }
+  });
+}
+
 /** nginx error log lines of level error and worse, with per-connection details removed. */
 export function summariseNginxLog(path: string): LogSummary {
-  const entries: Record<string, number> = {};
-  let text = '';
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return { file: path, entries };
-  }
-  for (const line of text.split('\n')) {
+  return summariseLog(path, (line) => {
     const m = /\[(error|crit|alert|emerg)\]\s+\d+#\d+:\s+(?:\*\d+\s+)?(.*)$/.exec(line);
-    if (!m) continue;
-    const key = `${m[1]}: ${m[2]!.replace(/, client: .*$/, '').replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR')}`;
-    entries[key] = (entries[key] ?? 0) + 1;
-  }
-  return { file: path, entries };
+    if (!m) return undefined;
+    return `${m[1]}: ${m[2]!.replace(/, client: .*$/, '').replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR')}`;
+  });
 }

@@ -12,7 +12,6 @@
 // TLS through Node too, and would be the bottleneck before either proxy is.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +20,7 @@ import { proxyConf, startNginx, upstreamConf } from './nginx.js';
 import { makePki } from './pki.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
 import { get, waitReady } from './probe.js';
-import { killAllStarted, RAISE_FD_LIMIT, runTimed, stopProcess, waitQuiet, type Proc } from './proc.js';
+import { freePort, killAllStarted, RAISE_FD_LIMIT, runTimed, stopProcess, waitQuiet, type Proc } from './proc.js';
 import { medians, renderTable, summariseNginxLog, summarisePortcullisLog, SYSTEMS, type MetricValue, type SystemName } from './report.js';
 import { BUSY_PCT, METRICS, runTest, type Env, type RunRecord, type TestName } from './tests.js';
 import { buildShim, ensureTools } from './tools.js';
@@ -74,17 +73,6 @@ function settings(): Settings {
     quietWaitS: num('BENCH_QUIET_WAIT', quick ? 5 : 60, 0),
     busyRetries: num('BENCH_BUSY_RETRIES', quick ? 0 : 2, 0),
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 /** The fd limit the servers will get after RAISE_FD_LIMIT. */
