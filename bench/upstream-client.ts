@@ -1,10 +1,12 @@
-// Which HTTP/1.1 client forwards to upstreams (`npm run bench:upstream-client`): undici's
-// Pool.dispatch (what portcullis uses) against node:http with a keep-alive Agent, 64
+// Which HTTP/1.1 client forwards to upstreams (`npm run bench:upstream-client`):
+// portcullis' own H1Pool (what the proxy uses), undici's Pool.dispatch (what it used
+// before) and node:http with a keep-alive Agent, 64
 // requests in flight to a small upstream in a child process (so its CPU is not counted),
 // alternating rounds. Prints requests/s and the client's CPU per request.
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { Pool } from 'undici';
+import { H1Pool } from '../src/upstream/h1-pool.js';
 
 const N = Number(process.env.BENCH_REQUESTS ?? 40_000);
 const C = 64;
@@ -41,6 +43,16 @@ async function main(): Promise<void> {
         onResponseError(_c, e) { reject(e); },
       }),
     );
+  const h1 = new H1Pool(new URL(origin), { connectTimeout: 2000, idleTimeout: 60_000, tls: undefined });
+  const viaH1 = () =>
+    new Promise<void>((resolve, reject) => {
+      h1.request({ path: '/', method: 'GET', headers: ['x-a', '1'], body: null, headersTimeout: 30_000, bodyTimeout: 60_000 }, {
+        onResponseStart() {},
+        onResponseData: () => true,
+        onResponseEnd() { resolve(); },
+        onResponseError(e) { reject(e); },
+      });
+    });
   const agent = new http.Agent({ keepAlive: true, maxSockets: C });
   const viaHttp = () =>
     new Promise<void>((resolve, reject) => {
@@ -52,11 +64,12 @@ async function main(): Promise<void> {
       r.end();
     });
   for (let k = 0; k < ROUNDS; k++) {
-    for (const r of [await run('undici Pool.dispatch', viaUndici), await run('node:http keep-alive Agent', viaHttp)]) {
+    for (const r of [await run('portcullis H1Pool', viaH1), await run('undici Pool.dispatch', viaUndici), await run('node:http keep-alive Agent', viaHttp)]) {
       console.log(`${r.name}: ${r.rps} requests/s, ${r.cpuUsPerReq} µs CPU per request`);
     }
   }
   await pool.close();
+  await h1.close();
   agent.destroy();
   up.stop();
 }

@@ -1,11 +1,11 @@
-// Upstream endpoint pools: one undici Pool (keep-alive, connection reuse) per http/https
+// Upstream endpoint pools: one H1Pool (keep-alive, connection reuse) per http/https
 // endpoint, HTTP/2 sessions for h2c endpoints (and for gRPC to https endpoints, ALPN h2),
 // chosen round robin. Built once per configuration generation and closed when the
 // generation is released.
-import { Pool } from 'undici';
 import type { ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls } from './upstream-tls.js';
 import { H2SessionPool } from './h2-session-pool.js';
+import { H1Pool } from './h1-pool.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 
@@ -14,7 +14,7 @@ export interface Endpoint {
   /** endpoint as written in the config, for logs and metric labels */
   label: string;
   /** HTTP/1.1 over http or https; undefined for h2c endpoints */
-  dispatcher: Pool | undefined;
+  h1: H1Pool | undefined;
   /** HTTP/2: always for h2c, for gRPC calls on https (sessions connect lazily) */
   h2: H2SessionPool | undefined;
   /** TLS options of https endpoints (WebSocket upgrades connect with them) */
@@ -44,20 +44,11 @@ export class UpstreamPool {
       const secure = url.protocol === 'https:';
       const tls = secure ? tlsOpts ?? {} : undefined;
       const h2 = url.protocol === 'http:' ? undefined : new H2SessionPool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls });
-      if (url.protocol === 'h2c:') return { url, label: raw, dispatcher: undefined, h2, tls };
-      const dispatcher = new Pool(url.origin, {
-        connect: {
-          timeout: cfg.timeouts.connect,
-          ...(secure ? tlsOpts ?? {} : {}),
-        },
-        // undici honours a shorter Keep-Alive hint from the upstream, so an upstream
-        // that closes idle connections sooner does not cause resets on reuse
-        keepAliveTimeout: cfg.timeouts.idle,
-        headersTimeout: cfg.timeouts.request,
-        bodyTimeout: cfg.timeouts.idle,
-        pipelining: 1,
-      });
-      return { url, label: raw, dispatcher, h2, tls };
+      if (url.protocol === 'h2c:') return { url, label: raw, h1: undefined, h2, tls };
+      // a shorter Keep-Alive hint from the upstream is honoured, so an upstream that
+      // closes idle connections sooner does not cause resets on reuse
+      const h1 = new H1Pool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls });
+      return { url, label: raw, h1, h2, tls };
     });
   }
 
@@ -69,6 +60,6 @@ export class UpstreamPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.endpoints.flatMap((e) => [e.dispatcher?.close().catch(() => undefined), e.h2?.close()]));
+    await Promise.all(this.endpoints.flatMap((e) => [e.h1?.close(), e.h2?.close()]));
   }
 }

@@ -1,9 +1,9 @@
-// Forwards one request to an HTTP/1.1 (or https) upstream endpoint through undici's
-// dispatch API and streams the response back into a ResponseSink: data is written to the
+// Forwards one request to an HTTP/1.1 (or https) upstream endpoint through its H1Pool
+// and streams the response back into a ResponseSink: data is written to the
 // client as it arrives, with backpressure (the upstream read pauses while the client is
 // full). Nothing is buffered whole. The sink hides whether the client speaks HTTP/1.1
 // or HTTP/2, so both front ends share this one upstream path.
-import type { Dispatcher } from 'undici';
+import type { H1Call, H1Handler, ResponseHeaders } from '../../upstream/h1-pool.js';
 import type { Endpoint } from '../../upstream/pool.js';
 import { filterResponseHeaders } from '../request-headers.js';
 import type { HttpErrorCode } from '../../errors.js';
@@ -48,23 +48,26 @@ export function classifyUpstreamError(err: Error & { code?: string }, upstream: 
   if (code === 'PCL_BODY_TOO_LARGE') {
     return { code: 'body_too_large', message: `${err.message}; send less or raise limits.max_body_bytes` };
   }
-  if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'PCL_UPSTREAM_CONNECT_TIMEOUT') {
+  if (code === 'PCL_UPSTREAM_CONNECT_TIMEOUT') {
     return { code: 'upstream_timeout', message: `upstream ${upstream} (${endpoint}) did not accept a connection in time; check that it is up and reachable` };
   }
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'PCL_UPSTREAM_TIMEOUT') {
+  if (code === 'PCL_UPSTREAM_TIMEOUT') {
     return { code: 'upstream_timeout', message: `upstream ${upstream} (${endpoint}) did not answer in time; raise the route or upstream timeout or fix the slow upstream` };
   }
   if (code === 'ECONNREFUSED') {
     return { code: 'upstream_unavailable', message: `upstream ${upstream} (${endpoint}) refused the connection; check that it is running` };
   }
+  if (code === 'PCL_UPSTREAM_CLOSED' || code === 'ECONNRESET' || code === 'EPIPE') {
+    return { code: 'upstream_unavailable', message: `upstream ${upstream} (${endpoint}) closed the connection before the response was complete; check the upstream's logs` };
+  }
   return { code: 'upstream_unavailable', message: `upstream ${upstream} (${endpoint}) failed: ${code || err.message}; check the upstream's logs` };
 }
 
-/** One request's undici handler: a class so the hot path allocates one object, not a handful of closures. */
-class Forwarding implements Dispatcher.DispatchHandler {
+/** One request's upstream handler: a class so the hot path allocates one object, not a handful of closures. */
+class Forwarding implements H1Handler {
   private bytesOut = 0;
   private finished = false;
-  private controller: Dispatcher.DispatchController | undefined;
+  call: H1Call | undefined;
   private readonly unsubscribe: () => void;
   private onDrain: (() => void) | undefined;
 
@@ -75,7 +78,7 @@ class Forwarding implements Dispatcher.DispatchHandler {
     private readonly done: (r: ForwardResult) => void,
   ) {
     // the client went away before the response was complete: stop the upstream request
-    this.unsubscribe = sink.onAbort(() => this.controller?.abort(new Error('client closed the connection')));
+    this.unsubscribe = sink.onAbort(() => this.call?.abort(new Error('client closed the connection')));
   }
 
   private finish(r: ForwardResult): void {
@@ -85,48 +88,39 @@ class Forwarding implements Dispatcher.DispatchHandler {
     this.done(r);
   }
 
-  onRequestStart(c: Dispatcher.DispatchController): void {
-    this.controller = c;
-    if (this.sink.closed) c.abort(new Error('client closed the connection'));
-  }
-
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+  onResponseStart(statusCode: number, headers: ResponseHeaders, statusMessage: string): void {
     if (this.sink.closed) return;
     this.sink.start(statusCode, filterResponseHeaders(headers), statusMessage, false);
   }
 
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(chunk: Buffer): boolean {
     this.bytesOut += chunk.length;
-    if (!this.sink.write(chunk)) {
-      c.pause();
-      this.sink.onceDrain((this.onDrain ??= () => this.controller?.resume()));
-    }
+    if (this.sink.write(chunk)) return true;
+    this.sink.onceDrain((this.onDrain ??= () => this.call?.resume()));
+    return false;
   }
 
-  onResponseEnd(_c: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
-    const t = trailers && Object.keys(trailers).length > 0 ? filterResponseHeaders(trailers) : undefined;
-    this.sink.end(t);
+  onResponseEnd(trailers: ResponseHeaders | undefined): void {
+    this.sink.end(trailers ? filterResponseHeaders(trailers) : undefined);
     this.finish({ status: this.sink.status, bytesOut: this.bytesOut });
   }
 
-  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
-    const e = classifyUpstreamError(err as Error & { code?: string }, this.upstreamName, this.endpointLabel);
-    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: (err as Error & { code?: string }).code ?? err.message } });
+  onResponseError(err: Error & { code?: string }): void {
+    const e = classifyUpstreamError(err, this.upstreamName, this.endpointLabel);
+    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: err.code ?? err.message } });
   }
 }
 
 export function forward(sink: ResponseSink, f: ForwardRequest, upstreamName: string, done: (r: ForwardResult) => void): void {
-  const dispatcher = f.endpoint.dispatcher;
-  if (!dispatcher) throw new Error(`endpoint ${f.endpoint.label} has no HTTP/1.1 dispatcher`);
-  dispatcher.dispatch(
-    {
-      path: f.path,
-      method: f.method as Dispatcher.HttpMethod,
-      headers: f.headers,
-      body: f.body as Dispatcher.DispatchOptions['body'],
-      headersTimeout: f.headersTimeout,
-      bodyTimeout: f.bodyTimeout,
-    },
-    new Forwarding(sink, f.endpoint.label, upstreamName, done),
+  const pool = f.endpoint.h1;
+  if (!pool) throw new Error(`endpoint ${f.endpoint.label} has no HTTP/1.1 pool`);
+  const handler = new Forwarding(sink, f.endpoint.label, upstreamName, done);
+  if (sink.closed) {
+    handler.onResponseError(new Error('client closed the connection'));
+    return;
+  }
+  handler.call = pool.request(
+    { method: f.method, path: f.path, headers: f.headers, body: f.body, headersTimeout: f.headersTimeout, bodyTimeout: f.bodyTimeout },
+    handler,
   );
 }

@@ -1,5 +1,5 @@
-// Picks the upstream endpoint and the wire for an admitted request: undici (HTTP/1.1,
-// or https) for ordinary requests, node:http2 sessions for h2c endpoints and for every
+// Picks the upstream endpoint and the wire for an admitted request: H1Pool (HTTP/1.1,
+// over http or https) for ordinary requests, node:http2 sessions for h2c endpoints and for every
 // gRPC call (gRPC needs HTTP/2 trailers end to end, which HTTP/1.1 cannot carry).
 import type { Admission } from './pipeline.js';
 import { forward, type ForwardResult, type ResponseSink } from './forward.js';
@@ -18,7 +18,7 @@ export function dispatchUpstream(sink: ResponseSink, adm: Admission, o: Dispatch
   const route = adm.route;
   const endpoint = route.upstream.pick();
   const headersTimeout = route.timeout ?? route.upstream.requestTimeout;
-  if (endpoint.h2 && (o.grpc || !endpoint.dispatcher)) {
+  if (endpoint.h2 && (o.grpc || !endpoint.h1)) {
     // gRPC streams are long-lived by design: the call's deadline (grpc-timeout, capped by
     // the route's timeout) bounds them, not the upstream's request/idle timeouts
     const deadline = o.grpc ? minPositive(o.grpcTimeout, route.timeout ?? 0) : 0;

@@ -1,0 +1,561 @@
+// HTTP/1.1 toward one upstream endpoint (http:// or https://): keep-alive sockets, one
+// request at a time on each, responses parsed by Node's own llhttp binding (the parser
+// http.Server uses). It replaced undici on the proxy's hot path: under the keep-alive
+// bench undici's layers (dispatcher, request validation, wasm parser, handler wrappers,
+// a setImmediate before every reuse) were the largest JavaScript cost per request; see
+// the README's performance section for the numbers.
+//
+// Rules it keeps (RFC 9112, and what nginx does): a socket is reused only after a
+// complete response that allows keep-alive and a completely sent request body; bytes the
+// upstream sends with no request outstanding close the socket; an upstream Keep-Alive
+// timeout shorter than ours is honoured; a reused socket that fails before any response
+// byte is retried once on a new socket for idempotent requests without a body (the
+// upstream closed it while idle: the keep-alive race); nothing is retried after a byte of
+// response or of request body has gone.
+import net from 'node:net';
+import tls, { type ConnectionOptions } from 'node:tls';
+import { createRequire } from 'node:module';
+
+export interface H1PoolOptions {
+  /** ms to establish the connection (and TLS handshake); 0 = no limit */
+  connectTimeout: number;
+  /** ms an idle keep-alive socket is kept; 0 = no limit */
+  idleTimeout: number;
+  /** set for https:// endpoints */
+  tls: ConnectionOptions | undefined;
+  /** largest response head accepted, bytes */
+  maxHeaderSize?: number;
+}
+
+export interface H1Request {
+  method: string;
+  /** origin-form target */
+  path: string;
+  /** [name, value, ...] */
+  headers: readonly string[];
+  /** null: no body. Without a content-length header the body is sent chunked. */
+  body: AsyncIterable<Buffer> | null;
+  /** ms from sending the request to the response head; 0 = no limit */
+  headersTimeout: number;
+  /** ms between response body chunks; 0 = no limit */
+  bodyTimeout: number;
+}
+
+export type ResponseHeaders = Record<string, string | string[]>;
+
+export interface H1Handler {
+  onResponseStart(status: number, headers: ResponseHeaders, statusMessage: string): void;
+  /** false: the consumer is full; reading pauses until the call's resume() */
+  onResponseData(chunk: Buffer): boolean;
+  onResponseEnd(trailers: ResponseHeaders | undefined): void;
+  onResponseError(err: Error & { code?: string }): void;
+}
+
+export interface H1Call {
+  /** stop the request (the client went away); the handler gets onResponseError(err) */
+  abort(err: Error): void;
+  /** the consumer drained: read on */
+  resume(): void;
+}
+
+interface NativeParser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  finish(): undefined | Error;
+  close(): void;
+  [k: number]: unknown;
+}
+interface NativeParserClass {
+  new (): NativeParser;
+  RESPONSE: number;
+  kOnMessageBegin: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kOnExecute: number;
+}
+// Node's llhttp binding, as http.Server and http.ClientRequest use it
+const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: NativeParserClass };
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+const NEEDS_LENGTH = new Set(['POST', 'PUT', 'PATCH']);
+/** would end the header line early: header injection */
+const BAD_VALUE = /[\r\n\0]/;
+const BAD_NAME = /[\r\n\0: ]/;
+
+function upstreamError(code: string, message: string): Error & { code: string } {
+  return Object.assign(new Error(message), { code });
+}
+
+/** Builds the request head; throws on a header that would break the framing. */
+function requestHead(r: H1Request, defaultHost: string): string {
+  if (BAD_VALUE.test(r.path) || r.path.includes(' ')) throw upstreamError('PCL_BAD_REQUEST_HEAD', 'the request target cannot be sent upstream');
+  let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
+  let host = false;
+  let length = false;
+  const h = r.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!;
+    const value = h[i + 1]!;
+    if (BAD_NAME.test(name) || BAD_VALUE.test(value)) {
+      throw upstreamError('PCL_BAD_REQUEST_HEAD', `header ${JSON.stringify(name)} cannot be sent upstream (it contains a line break or NUL)`);
+    }
+    if (name.length === 4 && !host && name.toLowerCase() === 'host') host = true;
+    else if (name.length === 14 && !length && name.toLowerCase() === 'content-length') length = true;
+    head += `${name}: ${value}\r\n`;
+  }
+  if (!host) head += `host: ${defaultHost}\r\n`;
+  if (!length) {
+    if (r.body) head += 'transfer-encoding: chunked\r\n';
+    else if (NEEDS_LENGTH.has(r.method)) head += 'content-length: 0\r\n';
+  }
+  return head + '\r\n';
+}
+
+/** [name, value, ...] → lowercased record; repeated names become arrays. */
+function headerRecord(raw: readonly string[]): ResponseHeaders {
+  const out: ResponseHeaders = Object.create(null) as ResponseHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    const prev = out[k];
+    if (prev === undefined) out[k] = v;
+    else if (typeof prev === 'string') out[k] = [prev, v];
+    else prev.push(v);
+  }
+  return out;
+}
+
+/** `Keep-Alive: timeout=N` → ms to keep the socket, one second short of the upstream's limit (as undici does). */
+function keepAliveHint(v: string | string[] | undefined): number {
+  if (v === undefined) return 0;
+  const m = /(?:^|[\s,])timeout=(\d+)/i.exec(Array.isArray(v) ? v.join(',') : v);
+  if (!m) return 0;
+  return Math.max(Number(m[1]) * 1000 - 1000, 1000);
+}
+
+/** A restartable one-shot timer: restarting with the same duration reuses the timer (refresh), so a request costs no allocation. Callbacks check state, so a stale firing is harmless. */
+class Countdown {
+  private timer: NodeJS.Timeout | undefined;
+  private ms = 0;
+  constructor(private readonly fire: () => void) {}
+  start(ms: number): void {
+    if (this.timer && this.ms === ms) {
+      this.timer.refresh();
+      return;
+    }
+    clearTimeout(this.timer);
+    this.ms = ms;
+    this.timer = setTimeout(this.fire, ms).unref();
+  }
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+class Exchange implements H1Call {
+  conn: H1Conn | null = null;
+  done = false;
+  /** a response byte arrived: never retried after this */
+  responded = false;
+  /** the whole request (head and body) was written */
+  sent = false;
+  retried = false;
+  constructor(
+    readonly pool: H1Pool,
+    readonly req: H1Request,
+    readonly head: string,
+    readonly handler: H1Handler,
+  ) {}
+
+  abort(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    const c = this.conn;
+    this.conn = null;
+    if (c) {
+      c.ex = null;
+      c.destroy();
+    }
+    this.handler.onResponseError(err);
+  }
+
+  resume(): void {
+    const c = this.conn;
+    if (c && c.paused) {
+      c.paused = false;
+      c.socket.resume();
+      if (this.req.bodyTimeout > 0) c.bodyTimer.start(this.req.bodyTimeout);
+    }
+  }
+}
+
+class H1Conn {
+  readonly socket: net.Socket;
+  readonly parser: NativeParser;
+  ex: Exchange | null = null;
+  /** served a request before: a failure may be the keep-alive race */
+  reused = false;
+  paused = false;
+  idle = false;
+  /** the upstream sent something no request asked for */
+  broken = false;
+  /** a response completed during the current execute() */
+  completed = false;
+  reusable = false;
+  private informational = false;
+  private flushed: string[] = [];
+  private readonly connectTimer = new Countdown(() => this.onConnectTimeout());
+  private readonly headersTimer = new Countdown(() => this.onHeadersTimeout());
+  readonly bodyTimer = new Countdown(() => this.onBodyTimeout());
+  private readonly idleTimer = new Countdown(() => this.idle && this.destroy());
+  private connecting = true;
+  private keepAliveMs: number;
+
+  constructor(readonly pool: H1Pool) {
+    const o = pool.options;
+    this.keepAliveMs = o.idleTimeout;
+    const { host, port } = pool;
+    if (o.tls) {
+      const servername = o.tls.servername ?? (net.isIP(host) ? undefined : host);
+      const s = tls.connect({ ALPNProtocols: ['http/1.1'], ...o.tls, host, port, servername, session: pool.tlsSession });
+      s.on('session', (sess: Buffer) => (pool.tlsSession = sess));
+      s.once('secureConnect', () => this.connected());
+      s.setNoDelay(true);
+      this.socket = s;
+    } else {
+      this.socket = net.connect({ host, port, noDelay: true });
+      this.socket.once('connect', () => this.connected());
+    }
+    if (o.connectTimeout > 0) this.connectTimer.start(o.connectTimeout);
+    const p = new HTTPParser();
+    p.initialize(HTTPParser.RESPONSE, {}, o.maxHeaderSize ?? 0, 0);
+    p[HTTPParser.kOnMessageBegin] = () => {
+      if (!this.ex) this.broken = true;
+    };
+    p[HTTPParser.kOnHeaders] = (headers: string[]) => {
+      for (const x of headers) this.flushed.push(x);
+    };
+    p[HTTPParser.kOnHeadersComplete] = this.onHead.bind(this);
+    p[HTTPParser.kOnBody] = this.onBody.bind(this);
+    p[HTTPParser.kOnMessageComplete] = this.onMessageComplete.bind(this);
+    this.parser = p;
+    const sock = this.socket;
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('end', () => this.onEnd());
+    sock.on('error', (err: Error) => this.fail(err));
+    sock.on('close', () => this.onClose());
+  }
+
+  private connected(): void {
+    this.connecting = false;
+    this.connectTimer.stop();
+  }
+
+  private onConnectTimeout(): void {
+    if (this.connecting) this.fail(upstreamError('PCL_UPSTREAM_CONNECT_TIMEOUT', `connecting took longer than ${this.pool.options.connectTimeout} ms`));
+  }
+
+  /** Sends ex on this socket. */
+  send(ex: Exchange): void {
+    this.ex = ex;
+    ex.conn = this;
+    this.idle = false;
+    const req = ex.req;
+    if (req.headersTimeout > 0) this.headersTimer.start(req.headersTimeout);
+    this.socket.write(ex.head, 'latin1');
+    if (!req.body) {
+      ex.sent = true;
+      return;
+    }
+    void this.pump(ex, req.body, ex.head.endsWith('\r\ntransfer-encoding: chunked\r\n\r\n'));
+  }
+
+  private async pump(ex: Exchange, body: AsyncIterable<Buffer>, chunked: boolean): Promise<void> {
+    const sock = this.socket;
+    try {
+      for await (const chunk of body) {
+        // the response ended (or failed) first: read the rest of the body and drop it, so
+        // the client's connection stays in step
+        if (ex.conn !== this || sock.destroyed) continue;
+        let ok: boolean;
+        if (chunked) {
+          if (chunk.length === 0) continue;
+          sock.cork();
+          sock.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+          sock.write(chunk);
+          ok = sock.write('\r\n', 'latin1');
+          sock.uncork();
+        } else ok = sock.write(chunk);
+        if (!ok) await drained(sock);
+      }
+      if (ex.conn !== this || sock.destroyed) return;
+      if (chunked) sock.write('0\r\n\r\n', 'latin1');
+      ex.sent = true;
+    } catch (err) {
+      // the client's body failed (it went away, or it is larger than allowed)
+      if (ex.conn === this) this.fail(err as Error);
+      else if (!ex.done) ex.abort(err as Error);
+    }
+  }
+
+  private onHead(_maj: number, _min: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, statusMessage: string, _upgrade: boolean, keepAlive: boolean): number {
+    const ex = this.ex;
+    const raw = headers ?? this.flushed;
+    this.flushed = [];
+    if (!ex) {
+      this.broken = true;
+      return 1;
+    }
+    if (status < 200) {
+      if (status === 101) {
+        this.broken = true;
+        this.fail(upstreamError('PCL_UPSTREAM_PROTOCOL', 'the upstream switched protocols (101) on a request that did not ask for it'));
+        return 1;
+      }
+      // 100 Continue, 103 Early Hints: informational, the final response follows
+      this.informational = true;
+      return 0;
+    }
+    ex.responded = true;
+    this.reusable = keepAlive;
+    const rec = headerRecord(raw);
+    const hint = keepAliveHint(rec['keep-alive']);
+    this.keepAliveMs = hint > 0 && (this.pool.options.idleTimeout === 0 || hint < this.pool.options.idleTimeout) ? hint : this.pool.options.idleTimeout;
+    if (ex.req.bodyTimeout > 0) this.bodyTimer.start(ex.req.bodyTimeout);
+    ex.handler.onResponseStart(status, rec, statusMessage);
+    // a response to HEAD has no body whatever its headers say
+    return ex.req.method === 'HEAD' ? 1 : 0;
+  }
+
+  private onBody(chunk: Buffer): void {
+    const ex = this.ex;
+    if (!ex || ex.done) return;
+    if (ex.req.bodyTimeout > 0) this.bodyTimer.start(ex.req.bodyTimeout);
+    if (!ex.handler.onResponseData(chunk) && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private onMessageComplete(): void {
+    if (this.informational) {
+      this.informational = false;
+      return;
+    }
+    const ex = this.ex;
+    if (!ex || ex.done) {
+      this.broken = true;
+      return;
+    }
+    const trailers = this.flushed.length > 0 ? headerRecord(this.flushed) : undefined;
+    this.flushed = [];
+    this.reusable = this.reusable && ex.sent;
+    this.completed = true;
+    // the consumer's backpressure was for this response, which is whole now
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    this.ex = null;
+    ex.conn = null;
+    ex.done = true;
+    ex.handler.onResponseEnd(trailers);
+  }
+
+  private onData(chunk: Buffer): void {
+    const r = this.parser.execute(chunk);
+    if (r instanceof Error) {
+      this.fail(upstreamError((r as Error & { code?: string }).code ?? 'HPE_INVALID', `the upstream's response could not be parsed (${(r as Error & { code?: string }).code ?? r.message})`));
+      return;
+    }
+    this.settle();
+  }
+
+  /** After a parse: hand the socket back to the pool, or close it. */
+  private settle(): void {
+    if (this.broken) {
+      this.destroy();
+      return;
+    }
+    if (!this.completed) return;
+    this.completed = false;
+    if (!this.reusable || this.socket.destroyed) {
+      this.destroy();
+      return;
+    }
+    this.reused = true;
+    this.pool.release(this);
+  }
+
+  /** Called by the pool when the socket goes idle. */
+  armIdle(): void {
+    this.idle = true;
+    if (this.keepAliveMs > 0) this.idleTimer.start(this.keepAliveMs);
+  }
+
+  private onHeadersTimeout(): void {
+    const ex = this.ex;
+    if (ex && !ex.responded) this.fail(upstreamError('PCL_UPSTREAM_TIMEOUT', `no response head within ${ex.req.headersTimeout} ms`));
+  }
+
+  private onBodyTimeout(): void {
+    const ex = this.ex;
+    if (!ex || !ex.responded) return;
+    // paused for a slow client: the upstream is not the one being slow
+    if (this.paused) {
+      this.bodyTimer.start(ex.req.bodyTimeout);
+      return;
+    }
+    this.fail(upstreamError('PCL_UPSTREAM_TIMEOUT', `no response body data within ${ex.req.bodyTimeout} ms`));
+  }
+
+  private onEnd(): void {
+    // a response without a length ends with the connection
+    this.parser.finish();
+    this.completed = false;
+    if (this.ex) this.fail(upstreamError('PCL_UPSTREAM_CLOSED', 'the upstream closed the connection before the response was complete'));
+    else this.destroy();
+  }
+
+  private onClose(): void {
+    this.connectTimer.stop();
+    this.headersTimer.stop();
+    this.bodyTimer.stop();
+    this.idleTimer.stop();
+    this.pool.forget(this);
+    if (this.ex) this.fail(upstreamError('PCL_UPSTREAM_CLOSED', 'the upstream closed the connection before the response was complete'));
+    // after the current parse (if any) has returned
+    setImmediate(() => this.parser.close());
+  }
+
+  /** The socket failed: fail the request on it (or retry it, see the file comment). */
+  fail(err: Error & { code?: string }): void {
+    const ex = this.ex;
+    this.ex = null;
+    this.destroy();
+    if (!ex || ex.done) return;
+    ex.conn = null;
+    const timeout = err.code === 'PCL_UPSTREAM_TIMEOUT' || err.code === 'PCL_UPSTREAM_CONNECT_TIMEOUT';
+    if (this.reused && !ex.responded && !ex.retried && !timeout && ex.req.body === null && IDEMPOTENT.has(ex.req.method)) {
+      ex.retried = true;
+      this.pool.sendFresh(ex);
+      return;
+    }
+    ex.done = true;
+    ex.handler.onResponseError(err);
+  }
+
+  destroy(): void {
+    this.idle = false;
+    this.pool.forget(this);
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+}
+
+function drained(sock: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      sock.off('drain', done);
+      sock.off('close', done);
+      resolve();
+    };
+    sock.on('drain', done);
+    sock.on('close', done);
+  });
+}
+
+export class H1Pool {
+  readonly host: string;
+  readonly port: number;
+  /** Host header when the request has none */
+  readonly defaultHost: string;
+  tlsSession: Buffer | undefined;
+  private readonly idle: H1Conn[] = [];
+  private readonly all = new Set<H1Conn>();
+  private closed = false;
+
+  constructor(
+    url: URL,
+    readonly options: H1PoolOptions,
+  ) {
+    const secure = url.protocol === 'https:';
+    this.host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    this.port = url.port ? Number(url.port) : secure ? 443 : 80;
+    this.defaultHost = url.host;
+  }
+
+  /** Starts one request; the handler hears how it ends. */
+  request(req: H1Request, handler: H1Handler): H1Call {
+    let head: string;
+    try {
+      head = requestHead(req, this.defaultHost);
+    } catch (err) {
+      const ex = new Exchange(this, req, '', handler);
+      ex.done = true;
+      handler.onResponseError(err as Error);
+      return ex;
+    }
+    const ex = new Exchange(this, req, head, handler);
+    if (this.closed) {
+      ex.done = true;
+      handler.onResponseError(upstreamError('PCL_UPSTREAM_CLOSED', 'the upstream pool was closed by a reload'));
+      return ex;
+    }
+    let conn: H1Conn | undefined;
+    // most recently used first: the least likely to have been closed by the upstream
+    while ((conn = this.idle.pop())) {
+      const s = conn.socket;
+      if (!s.destroyed && s.writable && !s.readableEnded) break;
+      conn.destroy();
+    }
+    if (!conn) conn = this.open();
+    conn.send(ex);
+    return ex;
+  }
+
+  sendFresh(ex: Exchange): void {
+    if (this.closed) {
+      ex.done = true;
+      ex.handler.onResponseError(upstreamError('PCL_UPSTREAM_CLOSED', 'the upstream pool was closed by a reload'));
+      return;
+    }
+    this.open().send(ex);
+  }
+
+  private open(): H1Conn {
+    const c = new H1Conn(this);
+    this.all.add(c);
+    return c;
+  }
+
+  release(c: H1Conn): void {
+    if (this.closed) {
+      c.destroy();
+      return;
+    }
+    c.armIdle();
+    this.idle.push(c);
+  }
+
+  forget(c: H1Conn): void {
+    if (c.idle) c.idle = false;
+    const i = this.idle.indexOf(c);
+    if (i >= 0) this.idle.splice(i, 1);
+    this.all.delete(c);
+  }
+
+  /** sockets open now (idle or busy) */
+  get size(): number {
+    return this.all.size;
+  }
+
+  /** Closes idle sockets now and busy ones when their response ends. */
+  close(): Promise<void> {
+    this.closed = true;
+    for (const c of [...this.idle]) c.destroy();
+    return Promise.resolve();
+  }
+}
