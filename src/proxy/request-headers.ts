@@ -100,17 +100,38 @@ export function filterRequestHeaders(raw: readonly string[]): FilteredHeaders {
   return { headers, requestId, host, duplicateHost, teTrailers };
 }
 
-/** Response headers from upstream: drop hop-by-hop ones before relaying to the client. */
-export function filterResponseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
+/** Response headers from an HTTP/1.1 upstream, [name, value, ...]: drop hop-by-hop ones (and those named in Connection) before relaying; keeps their case, order and repeats. */
+export function filterRawResponseHeaders(raw: readonly string[]): string[] {
   let connectionTokens: Set<string> | undefined;
-  const conn = headers['connection'];
-  if (conn) connectionTokens = new Set(String(conn).split(',').map((t) => t.trim().toLowerCase()));
-  for (const key in headers) {
-    const v = headers[key];
-    if (v === undefined) continue;
-    if (HOP_BY_HOP.has(key) || connectionTokens?.has(key)) continue;
-    out[key] = v;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 10 && n.toLowerCase() === 'connection') {
+      connectionTokens ??= new Set();
+      for (const t of raw[i + 1]!.split(',')) {
+        const tok = t.trim().toLowerCase();
+        if (tok) connectionTokens.add(tok);
+      }
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(k) || connectionTokens?.has(k)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+/** [name, value, ...] → a lowercased map; repeated names become arrays (HTTP/2 and trailers want a map). */
+export function headerMapOf(raw: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const v = raw[i + 1]!;
+    const prev = out[k];
+    if (prev === undefined) out[k] = v;
+    else if (typeof prev === 'string') out[k] = [prev, v];
+    else prev.push(v);
   }
   return out;
 }

@@ -41,13 +41,13 @@ export interface H1Request {
   bodyTimeout: number;
 }
 
-export type ResponseHeaders = Record<string, string | string[]>;
-
 export interface H1Handler {
-  onResponseStart(status: number, headers: ResponseHeaders, statusMessage: string): void;
+  /** headers as received: [name, value, ...], names in their original case */
+  onResponseStart(status: number, headers: string[], statusMessage: string): void;
   /** false: the consumer is full; reading pauses until the call's resume() */
   onResponseData(chunk: Buffer): boolean;
-  onResponseEnd(trailers: ResponseHeaders | undefined): void;
+  /** trailers as received, [name, value, ...] */
+  onResponseEnd(trailers: string[] | undefined): void;
   onResponseError(err: Error & { code?: string }): void;
 }
 
@@ -103,6 +103,8 @@ function requestHead(r: H1Request, defaultHost: string): string {
     }
     if (name.length === 4 && !host && name.toLowerCase() === 'host') host = true;
     else if (name.length === 14 && !length && name.toLowerCase() === 'content-length') length = true;
+    // framing is ours to choose (hop-by-hop): a caller's transfer-encoding never goes out
+    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') continue;
     head += `${name}: ${value}\r\n`;
   }
   if (!host) head += `host: ${defaultHost}\r\n`;
@@ -113,24 +115,15 @@ function requestHead(r: H1Request, defaultHost: string): string {
   return head + '\r\n';
 }
 
-/** [name, value, ...] → lowercased record; repeated names become arrays. */
-function headerRecord(raw: readonly string[]): ResponseHeaders {
-  const out: ResponseHeaders = Object.create(null) as ResponseHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    const v = raw[i + 1]!;
-    const prev = out[k];
-    if (prev === undefined) out[k] = v;
-    else if (typeof prev === 'string') out[k] = [prev, v];
-    else prev.push(v);
-  }
-  return out;
-}
-
 /** `Keep-Alive: timeout=N` → ms to keep the socket, one second short of the upstream's limit (as undici does). */
-function keepAliveHint(v: string | string[] | undefined): number {
+function keepAliveHint(raw: readonly string[]): number {
+  let v: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 10 && n.toLowerCase() === 'keep-alive') v = v === undefined ? raw[i + 1]! : `${v},${raw[i + 1]!}`;
+  }
   if (v === undefined) return 0;
-  const m = /(?:^|[\s,])timeout=(\d+)/i.exec(Array.isArray(v) ? v.join(',') : v);
+  const m = /(?:^|[\s,])timeout=(\d+)/i.exec(v);
   if (!m) return 0;
   return Math.max(Number(m[1]) * 1000 - 1000, 1000);
 }
@@ -163,6 +156,8 @@ class Exchange implements H1Call {
   /** the whole request (head and body) was written */
   sent = false;
   retried = false;
+  /** an informational (1xx) response arrived */
+  informed = false;
   constructor(
     readonly pool: H1Pool,
     readonly req: H1Request,
@@ -264,7 +259,9 @@ class H1Conn {
     ex.conn = this;
     this.idle = false;
     const req = ex.req;
+    // a request without a limit must not inherit the previous request's timer
     if (req.headersTimeout > 0) this.headersTimer.start(req.headersTimeout);
+    else this.headersTimer.stop();
     this.socket.write(ex.head, 'latin1');
     if (!req.body) {
       ex.sent = true;
@@ -315,17 +312,19 @@ class H1Conn {
         this.fail(upstreamError('PCL_UPSTREAM_PROTOCOL', 'the upstream switched protocols (101) on a request that did not ask for it'));
         return 1;
       }
-      // 100 Continue, 103 Early Hints: informational, the final response follows
+      // 100 Continue, 103 Early Hints: informational, the final response follows; the
+      // upstream has seen the request, so it is not retried from here on
       this.informational = true;
+      ex.informed = true;
       return 0;
     }
     ex.responded = true;
     this.reusable = keepAlive;
-    const rec = headerRecord(raw);
-    const hint = keepAliveHint(rec['keep-alive']);
+    const hint = keepAliveHint(raw);
     this.keepAliveMs = hint > 0 && (this.pool.options.idleTimeout === 0 || hint < this.pool.options.idleTimeout) ? hint : this.pool.options.idleTimeout;
     if (ex.req.bodyTimeout > 0) this.bodyTimer.start(ex.req.bodyTimeout);
-    ex.handler.onResponseStart(status, rec, statusMessage);
+    else this.bodyTimer.stop();
+    ex.handler.onResponseStart(status, raw, statusMessage);
     // a response to HEAD has no body whatever its headers say
     return ex.req.method === 'HEAD' ? 1 : 0;
   }
@@ -350,7 +349,7 @@ class H1Conn {
       this.broken = true;
       return;
     }
-    const trailers = this.flushed.length > 0 ? headerRecord(this.flushed) : undefined;
+    const trailers = this.flushed.length > 0 ? this.flushed : undefined;
     this.flushed = [];
     this.reusable = this.reusable && ex.sent;
     this.completed = true;
@@ -439,7 +438,7 @@ class H1Conn {
     if (!ex || ex.done) return;
     ex.conn = null;
     const timeout = err.code === 'PCL_UPSTREAM_TIMEOUT' || err.code === 'PCL_UPSTREAM_CONNECT_TIMEOUT';
-    if (this.reused && !ex.responded && !ex.retried && !timeout && ex.req.body === null && IDEMPOTENT.has(ex.req.method)) {
+    if (this.reused && !ex.responded && !ex.informed && !ex.retried && !timeout && ex.req.body === null && IDEMPOTENT.has(ex.req.method)) {
       ex.retried = true;
       this.pool.sendFresh(ex);
       return;

@@ -3,9 +3,9 @@
 // client as it arrives, with backpressure (the upstream read pauses while the client is
 // full). Nothing is buffered whole. The sink hides whether the client speaks HTTP/1.1
 // or HTTP/2, so both front ends share this one upstream path.
-import type { H1Call, H1Handler, ResponseHeaders } from '../../upstream/h1-pool.js';
+import type { H1Call, H1Handler } from '../../upstream/h1-pool.js';
 import type { Endpoint } from '../../upstream/pool.js';
-import { filterResponseHeaders } from '../request-headers.js';
+import { filterRawResponseHeaders, headerMapOf } from '../request-headers.js';
 import type { HttpErrorCode } from '../../errors.js';
 
 export interface ForwardResult {
@@ -23,8 +23,12 @@ export interface ResponseSink {
   readonly closed: boolean;
   readonly headersSent: boolean;
   readonly status: number;
-  /** endStream: the upstream said there is no body and no trailers (gRPC trailers-only) */
-  start(status: number, headers: HeaderMap, statusMessage: string | undefined, endStream: boolean): void;
+  /**
+   * headers: a map, or [name, value, ...] as the HTTP/1.1 upstream sent them (already
+   * filtered), which an HTTP/1.1 client gets without an intermediate map.
+   * endStream: the upstream said there is no body and no trailers (gRPC trailers-only).
+   */
+  start(status: number, headers: HeaderMap | string[], statusMessage: string | undefined, endStream: boolean): void;
   write(chunk: Buffer): boolean;
   onceDrain(cb: () => void): void;
   end(trailers: HeaderMap | undefined): void;
@@ -88,9 +92,9 @@ class Forwarding implements H1Handler {
     this.done(r);
   }
 
-  onResponseStart(statusCode: number, headers: ResponseHeaders, statusMessage: string): void {
+  onResponseStart(statusCode: number, headers: string[], statusMessage: string): void {
     if (this.sink.closed) return;
-    this.sink.start(statusCode, filterResponseHeaders(headers), statusMessage, false);
+    this.sink.start(statusCode, filterRawResponseHeaders(headers), statusMessage, false);
   }
 
   onResponseData(chunk: Buffer): boolean {
@@ -100,8 +104,8 @@ class Forwarding implements H1Handler {
     return false;
   }
 
-  onResponseEnd(trailers: ResponseHeaders | undefined): void {
-    this.sink.end(trailers ? filterResponseHeaders(trailers) : undefined);
+  onResponseEnd(trailers: string[] | undefined): void {
+    this.sink.end(trailers ? headerMapOf(filterRawResponseHeaders(trailers)) : undefined);
     this.finish({ status: this.sink.status, bytesOut: this.bytesOut });
   }
 

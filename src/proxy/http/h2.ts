@@ -12,6 +12,7 @@ import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
 import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
+import { headerMapOf } from '../request-headers.js';
 import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
 import { handleH2WebSocket } from './websocket.js';
 
@@ -56,7 +57,7 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
       if (headersSent || stream.destroyed) return;
       status = st;
       headersSent = true;
-      const h = { ...headers, ':status': st };
+      const h = { ...(Array.isArray(headers) ? headerMapOf(headers) : headers), ':status': st };
       if (endStream || isHead || st === 204 || st === 205 || st === 304) {
         // nothing follows: a trailers-only gRPC answer must stay one HEADERS frame
         ended = true;

@@ -79,8 +79,13 @@ class Http1Sink implements ResponseSink {
   get status(): number {
     return this.res.statusCode;
   }
-  start(status: number, headers: HeaderMap, statusMessage: string | undefined): void {
+  start(status: number, headers: HeaderMap | string[], statusMessage: string | undefined): void {
     const res = this.res;
+    if (Array.isArray(headers)) {
+      // straight into the response head: no header map built and read back
+      res.writeHead(status, statusMessage || undefined, headers);
+      return;
+    }
     res.statusCode = status;
     if (statusMessage) res.statusMessage = statusMessage;
     for (const k in headers) res.setHeader(k, headers[k]!);

@@ -161,6 +161,8 @@ export function logRequest(conn: ConnState, start: number, requestId: string, me
   const routeName = extra.route?.name ?? '-'; // unmatched requests share one label value
   l.telemetry.request(l.name, routeName, status, seconds);
   if (extra.decision) l.telemetry.authz(l.name, routeName, extra.decision.allowed);
+  // with the access log off, do not build the record at all
+  if (!l.telemetry.access) return;
   writeAccess(l.telemetry, {
     event: 'request',
     listener: l.name,
