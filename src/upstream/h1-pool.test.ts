@@ -274,6 +274,32 @@ test('keep-alive race: a bodiless GET on a socket the upstream drops is retried 
   assert.deepEqual(seen.slice(4), ['2:GET /d HTTP/1.1', '2:PUT /e HTTP/1.1']);
 });
 
+test('a content-length body split over many writes (head alone, then pieces) arrives whole, and 204/304 with a content-length have no body', OPTS, async (t) => {
+  const up = await rawUpstream(t, (sock) =>
+    onRequestHeads(sock, (head) => {
+      if (head.startsWith('GET /split')) {
+        sock.write('HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n');
+        setTimeout(() => sock.write('hel'), 20);
+        setTimeout(() => sock.write('lo wo'), 40);
+        setTimeout(() => sock.write('rld'), 60);
+      } else if (head.startsWith('GET /304')) sock.write('HTTP/1.1 304 Not Modified\r\ncontent-length: 50\r\n\r\n');
+      else if (head.startsWith('GET /204')) sock.write('HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n');
+      else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    }),
+  );
+  const pool = newPool(t, up.port);
+  const r = await fetchOnce(pool, { path: '/split' });
+  assert.equal(r.body.toString(), 'hello world');
+  const n = await fetchOnce(pool, { path: '/304' });
+  assert.equal(n.status, 304);
+  assert.equal(n.body.length, 0);
+  const z = await fetchOnce(pool, { path: '/204' });
+  assert.equal(z.status, 204);
+  assert.equal(z.body.length, 0);
+  assert.equal((await fetchOnce(pool, { path: '/next' })).body.toString(), 'ok');
+  assert.equal(up.sockets.length, 1);
+});
+
 test('HEAD: content-length 100 and no body bytes; the socket is reused afterwards', OPTS, async (t) => {
   const up = await rawUpstream(t, (sock) =>
     onRequestHeads(sock, (head) => {

@@ -115,6 +115,17 @@ function requestHead(r: H1Request, defaultHost: string): string {
   return head + '\r\n';
 }
 
+/** The body length a response declares, or -1 (none, or chunked, which takes precedence). */
+function contentLength(raw: readonly string[]): number {
+  let len = -1;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 14 && n.toLowerCase() === 'content-length') len = Number(raw[i + 1]);
+    else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') return -1;
+  }
+  return Number.isSafeInteger(len) ? len : -1;
+}
+
 /** `Keep-Alive: timeout=N` → ms to keep the socket, one second short of the upstream's limit (as undici does). */
 function keepAliveHint(raw: readonly string[]): number {
   let v: string | undefined;
@@ -201,6 +212,8 @@ class H1Conn {
   completed = false;
   reusable = false;
   private informational = false;
+  /** reading a content-length body ourselves, without the parser: bytes still to come */
+  private bodyLeft = 0;
   private flushed: string[] = [];
   private readonly connectTimer = new Countdown(() => this.onConnectTimeout());
   private readonly headersTimer = new Countdown(() => this.onHeadersTimeout());
@@ -326,7 +339,18 @@ class H1Conn {
     else this.bodyTimer.stop();
     ex.handler.onResponseStart(status, raw, statusMessage);
     // a response to HEAD has no body whatever its headers say
-    return ex.req.method === 'HEAD' ? 1 : 0;
+    if (ex.req.method === 'HEAD') return 1;
+    if (status !== 204 && status !== 304) {
+      const len = contentLength(raw);
+      if (len > 0) {
+        // A body of known length is sliced from the socket's chunks here, not copied
+        // chunk by chunk by the parser (its on_body copies): 2 = "upgrade", which makes
+        // llhttp stop right after the head; it is re-initialized after the body.
+        this.bodyLeft = len;
+        return 2;
+      }
+    }
+    return 0;
   }
 
   private onBody(chunk: Buffer): void {
@@ -340,6 +364,8 @@ class H1Conn {
   }
 
   private onMessageComplete(): void {
+    // llhttp reports the "upgrade" (see onHead) as a complete message: the body follows
+    if (this.bodyLeft > 0) return;
     if (this.informational) {
       this.informational = false;
       return;
@@ -365,11 +391,37 @@ class H1Conn {
   }
 
   private onData(chunk: Buffer): void {
-    const r = this.parser.execute(chunk);
-    if (r instanceof Error) {
-      this.fail(upstreamError((r as Error & { code?: string }).code ?? 'HPE_INVALID', `the upstream's response could not be parsed (${(r as Error & { code?: string }).code ?? r.message})`));
-      return;
+    let off = 0;
+    if (this.bodyLeft === 0) {
+      const r = this.parser.execute(chunk);
+      if (r instanceof Error) {
+        this.fail(upstreamError((r as Error & { code?: string }).code ?? 'HPE_INVALID', `the upstream's response could not be parsed (${(r as Error & { code?: string }).code ?? r.message})`));
+        return;
+      }
+      if (this.bodyLeft === 0) {
+        this.settle();
+        return;
+      }
+      off = r; // the head ended here; the rest is body
     }
+    this.takeBody(chunk, off);
+  }
+
+  /** A content-length body, sliced from the socket's chunks (zero copy). */
+  private takeBody(chunk: Buffer, off: number): void {
+    const avail = chunk.length - off;
+    if (avail > 0) {
+      const n = avail < this.bodyLeft ? avail : this.bodyLeft;
+      this.bodyLeft -= n;
+      this.onBody(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+      off += n;
+    }
+    if (this.bodyLeft > 0 || this.socket.destroyed) return;
+    // the body is complete: the parser starts afresh for the next response
+    this.parser.initialize(HTTPParser.RESPONSE, {}, this.pool.options.maxHeaderSize ?? 0, 0);
+    this.onMessageComplete();
+    // anything after the body was not asked for
+    if (off < chunk.length) this.broken = true;
     this.settle();
   }
 
