@@ -8,6 +8,7 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { H1Pool, type H1Call, type H1PoolOptions, type H1Request } from './h1-pool.js';
+import { headerMapOf } from '../proxy/request-headers.js';
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -25,17 +26,6 @@ interface Result {
   body: Buffer;
   rawTrailers: string[] | undefined;
   trailers: Record_ | undefined;
-}
-
-/** [name, value, ...] → lowercased record, repeated names as arrays */
-function record(raw: readonly string[]): Record_ {
-  const out: Record_ = {};
-  for (let i = 0; i < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    const prev = out[k];
-    out[k] = prev === undefined ? raw[i + 1]! : [...(Array.isArray(prev) ? prev : [prev]), raw[i + 1]!];
-  }
-  return out;
 }
 
 /** handler callbacks that arrived out of order (after the end, twice, data before start); checked by the last test */
@@ -63,7 +53,7 @@ function send(pool: H1Pool, over: Partial<H1Request> = {}, onData?: (chunk: Buff
   call = pool.request(req, {
     onResponseStart(status, headers, statusMessage) {
       if (settled || started) misuse.push(`${label}: onResponseStart after ${settled ? 'the end' : 'onResponseStart'}`);
-      started = { status, statusMessage, rawHeaders: [...headers], headers: record(headers) };
+      started = { status, statusMessage, rawHeaders: [...headers], headers: headerMapOf(headers) };
     },
     onResponseData(chunk) {
       if (settled || !started) misuse.push(`${label}: onResponseData ${settled ? 'after the end' : 'before onResponseStart'}`);
@@ -73,7 +63,7 @@ function send(pool: H1Pool, over: Partial<H1Request> = {}, onData?: (chunk: Buff
     onResponseEnd(trailers) {
       if (settled || !started) misuse.push(`${label}: onResponseEnd ${settled ? 'after the end' : 'before onResponseStart'}`);
       settled = true;
-      resolve({ ...started!, body: Buffer.concat(chunks), rawTrailers: trailers && [...trailers], trailers: trailers && record(trailers) });
+      resolve({ ...started!, body: Buffer.concat(chunks), rawTrailers: trailers && [...trailers], trailers: trailers && headerMapOf(trailers) });
     },
     onResponseError(err) {
       if (settled) misuse.push(`${label}: onResponseError after the end (${err.code ?? err.message})`);
