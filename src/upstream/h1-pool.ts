@@ -14,7 +14,7 @@
 // response or of request body has gone.
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { createRequire } from 'node:module';
+import { HTTPParser, type NativeParser } from '../proxy/llhttp.js';
 import { contentLength, keepAliveHint, requestHead, upstreamError } from './h1-wire.js';
 
 export interface H1PoolOptions {
@@ -59,25 +59,6 @@ export interface H1Call {
   resume(): void;
 }
 
-interface NativeParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  finish(): undefined | Error;
-  close(): void;
-  [k: number]: unknown;
-}
-interface NativeParserClass {
-  new (): NativeParser;
-  RESPONSE: number;
-  kOnMessageBegin: number;
-  kOnHeaders: number;
-  kOnHeadersComplete: number;
-  kOnBody: number;
-  kOnMessageComplete: number;
-  kOnExecute: number;
-}
-// Node's llhttp binding, as http.Server and http.ClientRequest use it
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as { HTTPParser: NativeParserClass };
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** A restartable one-shot timer: restarting with the same duration reuses the timer (refresh), so a request costs no allocation. Callbacks check state, so a stale firing is harmless. */

@@ -3,16 +3,15 @@
 // shared admission pipeline (routing, client auth, authorization, identity headers), then
 // forwards and logs one line. Upgrade requests go to the WebSocket relay.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { connOf, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
-import { sendError, rawErrorResponse } from './respond.js';
+import { sendError, parseErrorResponse } from './respond.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
-import type { HttpErrorCode } from '../../errors.js';
 import type { Frontend } from '../frontend.js';
 import { admitRequest, countBody, logRequest, type LogExtra } from './pipeline.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
 import { handleUpgrade } from './websocket.js';
+import { FastHttp1 } from './http1-fast.js';
 
 export interface Http1Options {
   maxHeaderBytes: number;
@@ -20,15 +19,27 @@ export interface Http1Options {
   idleTimeout: number;
 }
 
-/** The HTTP/1.1 front end as a Frontend: hands connections to a non-listening http.Server. */
+/**
+ * The HTTP/1.1 front end as a Frontend: connections start on portcullis' own request path
+ * (http1-fast.ts), which hands them to a non-listening http.Server for anything beyond
+ * body-less HTTP/1.1 requests. PORTCULLIS_HTTP1=node sends every connection straight to
+ * http.Server (for comparisons and as an escape hatch).
+ */
 export function http1Frontend(opts: Http1Options): Frontend {
   const server = createHttp1Frontend(opts);
   // 'listening' starts Node's header/request timeout bookkeeping, which it only sets up
   // for servers that listen themselves
   server.emit('listening');
+  if (process.env.PORTCULLIS_HTTP1 === 'node') {
+    return {
+      accept: (sock) => server.emit('connection', sock),
+      closeIdle: () => server.closeIdleConnections(),
+    };
+  }
+  const fast = new FastHttp1(opts, server);
   return {
-    accept: (sock) => server.emit('connection', sock),
-    closeIdle: () => server.closeIdleConnections(),
+    accept: (sock, conn) => fast.accept(sock, conn),
+    closeIdle: () => fast.closeIdle(),
   };
 }
 
@@ -46,20 +57,9 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
   );
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(req, socket, head, opts.idleTimeout, handleRequest));
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    let error: HttpErrorCode = 'bad_request';
-    let message = 'the request could not be parsed as HTTP/1.1; check the client';
-    if (err.code === 'HPE_HEADER_OVERFLOW') {
-      error = 'headers_too_large';
-      message = `the request headers exceed ${opts.maxHeaderBytes} bytes; send smaller headers or raise limits.max_header_bytes`;
-    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
-      socket.destroy();
-      return;
-    }
-    socket.end(rawErrorResponse(error, message, randomUUID()));
+    const { close, response } = parseErrorResponse(err.code, opts.maxHeaderBytes);
+    if (close || !socket.writable) socket.destroy();
+    else socket.end(response);
   });
   return server;
 }

@@ -1,5 +1,6 @@
 // Writes the JSON errors portcullis itself produces (SPEC §5), on an HTTP/1.1 response or
 // as raw bytes on a socket that has left the HTTP parser (parse errors, WebSocket upgrades).
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
 
@@ -28,4 +29,16 @@ export function rawErrorResponse(error: HttpErrorCode, message: string, requestI
   const status = HttpErrors[error];
   const body = httpErrorBody(error, message, requestId);
   return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n\r\n${body}`;
+}
+
+/**
+ * What to answer a request that could not be parsed (llhttp's error code): 431 for
+ * headers over limits.max_header_bytes, 400 otherwise, then close. Timeouts just close.
+ */
+export function parseErrorResponse(code: string | undefined, maxHeaderBytes: number): { close: boolean; response: string } {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADERS_TIMEOUT') return { close: true, response: '' };
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return { close: false, response: rawErrorResponse('headers_too_large', `the request headers exceed ${maxHeaderBytes} bytes; send smaller headers or raise limits.max_header_bytes`, randomUUID()) };
+  }
+  return { close: false, response: rawErrorResponse('bad_request', 'the request could not be parsed as HTTP/1.1; check the client', randomUUID()) };
 }
