@@ -190,7 +190,7 @@ class FastConn {
       this.state = State.Closed;
       const { close, response } = parseErrorResponse(r.code, this.front.opts.maxHeaderBytes);
       if (close || !this.sock.writable) this.sock.destroy();
-      else this.sock.end(response);
+      else this.closeAfter(response);
       return;
     }
     const h = this.head;
@@ -269,7 +269,7 @@ class FastConn {
     if (!keepAlive || this.clientEnded) {
       this.state = State.Closed;
       this.stopTimer();
-      this.sock.end();
+      this.closeAfter('');
       return;
     }
     this.state = State.Head;
@@ -303,8 +303,15 @@ class FastConn {
     if (this.state === State.Head && this.pending === null) {
       this.state = State.Closed;
       this.stopTimer();
-      this.sock.end();
+      this.closeAfter('');
     }
+  }
+
+  /** Sends what is left, then closes (http.Server's destroySoon): a client that keeps its side open cannot hold the socket. */
+  private closeAfter(last: string): void {
+    const sock = this.sock;
+    if (last) sock.end(last, () => sock.destroy());
+    else sock.end(() => sock.destroy());
   }
 
   private onClose(): void {

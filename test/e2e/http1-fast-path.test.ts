@@ -1,0 +1,342 @@
+// The HTTP/1.1 front end's own request path (src/proxy/http/http1-fast.ts), through the
+// real CLI with hand-written HTTP/1.1 on a real mTLS socket, so the exact bytes and their
+// order are under the test's control: keep-alive framing, pipelining, hand-over to
+// http.Server for bodies / Expect / HTTP/1.0 / upgrades on a connection that started on
+// the fast path, heads split over many writes, header and idle timeouts, parse errors,
+// chunked and body-less upstream responses, refusals that keep the connection, and what
+// the upstream actually received.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { useProxy, tlsListener } from '../helpers/proxy.js';
+import { freePort } from '../helpers/ocsp-responder.js';
+
+// registered before useProxy's hook, so the port is known when the config is written
+let deadPort = 0;
+before(async () => {
+  deadPort = await freePort();
+});
+
+const fx = useProxy(
+  ({ pki, up }) => ({
+    listeners: [
+      tlsListener(pki, {
+        limits: { header_timeout: '700ms', idle_timeout: '3s', max_header_bytes: 2048 },
+        routes: [
+          { name: 'app', match: { path: '/app' }, upstream: 'app' },
+          { name: 'dead', match: { path: '/dead' }, upstream: 'dead' },
+        ],
+      }),
+    ],
+    upstreams: { app: { endpoints: [up.url] }, dead: { endpoints: [`http://127.0.0.1:${deadPort}`] } },
+  }),
+  {
+    upstream: (req, res) => {
+      const u = req.url ?? '';
+      if (u === '/app/chunked') {
+        res.write('hello ');
+        setTimeout(() => res.end('world'), 20);
+        return true;
+      }
+      if (u === '/app/204') {
+        res.writeHead(204, { 'x-kind': 'none' });
+        res.end();
+        return true;
+      }
+      return false; // the echo: JSON describing what the upstream received
+    },
+  },
+);
+
+interface Parsed {
+  status: number;
+  headers: Record<string, string>;
+  /** header names in the order and case they arrived */
+  names: string[];
+  body: string;
+}
+
+/** A raw mTLS connection with a minimal HTTP/1.1 response reader. */
+async function connect(): Promise<{ sock: tls.TLSSocket; read(n?: number, isHead?: boolean): Promise<Parsed>; closed: Promise<void>; raw(): string }> {
+  const sock = tls.connect({
+    host: '127.0.0.1',
+    port: fx.cli.port,
+    servername: 'localhost',
+    ca: readFileSync(fx.pki.ca.cert),
+    cert: readFileSync(fx.pki.client.cert),
+    key: readFileSync(fx.pki.client.key),
+    ALPNProtocols: ['http/1.1'],
+  });
+  await once(sock, 'secureConnect');
+  let buf = Buffer.alloc(0);
+  let all = '';
+  let wake: (() => void) | undefined;
+  sock.on('data', (c: Buffer) => {
+    buf = Buffer.concat([buf, c]);
+    all += c.toString('latin1');
+    wake?.();
+  });
+  const closed = new Promise<void>((r) => sock.once('close', () => (wake?.(), r())));
+  const more = () => new Promise<void>((r) => (wake = r));
+  async function read(_n = 1, isHead = false): Promise<Parsed> {
+    for (;;) {
+      const end = buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+        const status = Number(lines[0]!.split(' ')[1]);
+        const headers: Record<string, string> = {};
+        const names: string[] = [];
+        for (const l of lines.slice(1)) {
+          const i = l.indexOf(':');
+          names.push(l.slice(0, i));
+          headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
+        }
+        let rest = buf.subarray(end + 4);
+        const bodyless = isHead || status === 204 || status === 304 || (status >= 100 && status < 200);
+        if (bodyless) {
+          buf = rest;
+          return { status, headers, names, body: '' };
+        }
+        if (headers['content-length'] !== undefined) {
+          const len = Number(headers['content-length']);
+          if (rest.length >= len) {
+            buf = rest.subarray(len);
+            return { status, headers, names, body: rest.subarray(0, len).toString() };
+          }
+        } else if (headers['transfer-encoding'] === 'chunked') {
+          let body = '';
+          let off = 0;
+          let complete = false;
+          for (;;) {
+            const eol = rest.indexOf('\r\n', off);
+            if (eol < 0) break;
+            const size = parseInt(rest.subarray(off, eol).toString(), 16);
+            if (size === 0) {
+              if (rest.length >= eol + 4) {
+                complete = true;
+                rest = rest.subarray(eol + 4);
+              }
+              break;
+            }
+            if (rest.length < eol + 2 + size + 2) break;
+            body += rest.subarray(eol + 2, eol + 2 + size).toString();
+            off = eol + 2 + size + 2;
+          }
+          if (complete) {
+            buf = rest;
+            return { status, headers, names, body };
+          }
+        }
+      }
+      if (sock.destroyed) throw new Error(`connection closed before a complete response; got: ${JSON.stringify(all)}`);
+      await more();
+    }
+  }
+  return { sock, read, closed, raw: () => all };
+}
+
+const get = (path: string, extra = '') => `GET ${path} HTTP/1.1\r\nHost: localhost\r\n${extra}\r\n`;
+
+test('keep-alive: three requests on one connection, each framed and forwarded with the identity headers', async () => {
+  const c = await connect();
+  const before = fx.up.received.length;
+  for (const p of ['/app/1', '/app/2?q=1', '/app/3']) {
+    c.sock.write(get(p, 'X-Client-Subject: CN=forged\r\nx_client_cn: forged\r\n'));
+    const r = await c.read();
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.connection, 'keep-alive');
+    assert.equal(r.headers['keep-alive'], 'timeout=3');
+    assert.ok(r.headers.date, 'a Date header');
+    const seen = JSON.parse(r.body) as { url: string; headers: Record<string, string> };
+    assert.equal(seen.url, p);
+    assert.equal(seen.headers['x-client-verify'], 'SUCCESS');
+    assert.match(seen.headers['x-client-subject']!, /CN=/);
+    assert.notEqual(seen.headers['x-client-subject'], 'CN=forged');
+    assert.equal(seen.headers['x-client-cn'] === 'forged', false);
+    assert.equal(seen.headers['x_client_cn'], undefined);
+  }
+  assert.equal(fx.up.received.length, before + 3);
+  assert.equal(c.sock.destroyed, false);
+  c.sock.destroy();
+});
+
+test('pipelined requests in one write are answered in order; Connection: close ends the connection after its response', async () => {
+  const c = await connect();
+  c.sock.write(get('/app/p1') + get('/app/p2') + get('/app/p3', 'Connection: close\r\n'));
+  const urls: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await c.read();
+    assert.equal(r.status, 200);
+    urls.push((JSON.parse(r.body) as { url: string }).url);
+    if (i === 2) assert.equal(r.headers.connection, 'close');
+  }
+  assert.deepEqual(urls, ['/app/p1', '/app/p2', '/app/p3']);
+  await c.closed;
+});
+
+test('a POST after fast-path requests is handed to http.Server with its bytes intact; the connection keeps working', async () => {
+  const c = await connect();
+  c.sock.write(get('/app/before'));
+  assert.equal((await c.read()).status, 200);
+  const body = 'x'.repeat(5000);
+  // the head over two writes (both replayed), then the first part of the body with the
+  // end of the head, the rest later
+  c.sock.write('POST /app/post HTTP/1.1\r\nHost: local');
+  await new Promise((r) => setTimeout(r, 50));
+  c.sock.write(`host\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100)}`);
+  await new Promise((r) => setTimeout(r, 50));
+  c.sock.write(body.slice(100));
+  const r = await c.read();
+  assert.equal(r.status, 200);
+  const seen = JSON.parse(r.body) as { method: string; bodyBytes: number; headers: Record<string, string> };
+  assert.equal(seen.method, 'POST');
+  assert.equal(seen.bodyBytes, 5000);
+  assert.equal(seen.headers['x-client-verify'], 'SUCCESS');
+  c.sock.write(get('/app/after'));
+  const after = await c.read();
+  assert.equal((JSON.parse(after.body) as { url: string }).url, '/app/after');
+  c.sock.destroy();
+});
+
+test('pipelined GET then POST in one write: the POST is handed over after the GET is answered', async () => {
+  const c = await connect();
+  c.sock.write(get('/app/g') + 'POST /app/q HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc' + get('/app/z'));
+  const a = JSON.parse((await c.read()).body) as { url: string };
+  const b = JSON.parse((await c.read()).body) as { url: string; bodyBytes: number };
+  const z = JSON.parse((await c.read()).body) as { url: string };
+  assert.deepEqual([a.url, b.url, b.bodyBytes, z.url], ['/app/g', '/app/q', 3, '/app/z']);
+  c.sock.destroy();
+});
+
+test('Expect: 100-continue after a fast-path request gets 100 Continue from http.Server', async () => {
+  const c = await connect();
+  c.sock.write(get('/app/x'));
+  await c.read();
+  c.sock.write('PUT /app/put HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n');
+  const cont = await c.read();
+  assert.equal(cont.status, 100);
+  c.sock.write('data');
+  const r = await c.read();
+  assert.equal(r.status, 200);
+  assert.equal((JSON.parse(r.body) as { bodyBytes: number }).bodyBytes, 4);
+  c.sock.destroy();
+});
+
+test('HTTP/1.0 requests are served (by http.Server) and close the connection', async () => {
+  const c = await connect();
+  c.sock.write('GET /app/old HTTP/1.0\r\nHost: localhost\r\n\r\n');
+  const r = await c.read();
+  assert.equal(r.status, 200);
+  assert.equal((JSON.parse(r.body) as { url: string }).url, '/app/old');
+  await c.closed;
+});
+
+test('a request head split into single bytes is answered', async () => {
+  const c = await connect();
+  const req = get('/app/split', 'X-Some: thing\r\n');
+  for (const ch of req) {
+    c.sock.write(ch);
+    await new Promise((r) => setImmediate(r));
+  }
+  const r = await c.read();
+  const seen = JSON.parse(r.body) as { url: string; headers: Record<string, string> };
+  assert.equal(seen.url, '/app/split');
+  assert.equal(seen.headers['x-some'], 'thing');
+  c.sock.destroy();
+});
+
+test('a chunked upstream response is re-framed chunked; HEAD and 204 carry no body and keep the connection', async () => {
+  const c = await connect();
+  c.sock.write(get('/app/chunked'));
+  const r = await c.read();
+  assert.equal(r.headers['transfer-encoding'], 'chunked');
+  assert.equal(r.body, 'hello world');
+  c.sock.write('HEAD /app/h HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  const h = await c.read(1, true);
+  assert.equal(h.status, 200);
+  assert.ok(h.headers['content-length'], 'HEAD keeps the length the upstream gave');
+  c.sock.write(get('/app/204'));
+  const n = await c.read();
+  assert.equal(n.status, 204);
+  assert.equal(n.headers['x-kind'], 'none');
+  assert.equal(n.headers['transfer-encoding'], undefined);
+  c.sock.write(get('/app/last'));
+  assert.equal((JSON.parse((await c.read()).body) as { url: string }).url, '/app/last');
+  assert.equal(c.raw().split('HTTP/1.1 ').length - 1, 4, 'exactly four responses, no stray body bytes');
+  c.sock.destroy();
+});
+
+test('a refusal answers JSON and keeps the connection; an upstream failure answers 502 and closes it', async () => {
+  const c = await connect();
+  c.sock.write(get('/nowhere'));
+  const r = await c.read();
+  assert.equal(r.status, 404);
+  assert.equal((JSON.parse(r.body) as { error: string }).error, 'no_route');
+  assert.equal(r.headers.connection, 'keep-alive');
+  c.sock.write(get('/app/still'));
+  assert.equal((await c.read()).status, 200);
+  c.sock.write(get('/dead/x'));
+  const d = await c.read();
+  assert.equal(d.status, 502);
+  assert.equal(d.headers.connection, 'close');
+  await c.closed;
+});
+
+test('parse errors: a bad header name gets 400, headers over max_header_bytes get 431; both close and nothing reaches the upstream', async () => {
+  const before = fx.up.received.length;
+  const c = await connect();
+  c.sock.write(get('/app/ok'));
+  await c.read();
+  c.sock.write('GET /app/bad HTTP/1.1\r\nHost: localhost\r\nBad Name: x\r\n\r\n');
+  const r = await c.read();
+  assert.equal(r.status, 400);
+  assert.equal((JSON.parse(r.body) as { error: string }).error, 'bad_request');
+  await c.closed;
+  const c2 = await connect();
+  c2.sock.write(get('/app/big', `X-Big: ${'a'.repeat(4000)}\r\n`));
+  const big = await c2.read();
+  assert.equal(big.status, 431);
+  await c2.closed;
+  // request smuggling: Content-Length and Transfer-Encoding together
+  const c3 = await connect();
+  c3.sock.write('POST /app/smuggle HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+  assert.equal((await c3.read()).status, 400);
+  await c3.closed;
+  assert.deepEqual(
+    fx.up.received.slice(before).map((x) => x.url),
+    ['/app/ok'],
+  );
+});
+
+test('header_timeout runs from the first byte of a head, even on a kept-alive connection; idle_timeout closes an idle one', async () => {
+  const c = await connect();
+  c.sock.write(get('/app/first'));
+  await c.read();
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  c.sock.write('GET /app/slow HTTP/1.1\r\nHost: local');
+  await c.closed;
+  const took = Date.now() - t0;
+  // header_timeout is 700ms, idle_timeout 3s: the partial head must be cut at the former
+  assert.ok(took >= 600 && took < 1800, `closed ${took} ms after the partial head (header_timeout 700ms)`);
+  const c2 = await connect();
+  c2.sock.write(get('/app/idle'));
+  await c2.read();
+  const t1 = Date.now();
+  await c2.closed;
+  const idle = Date.now() - t1;
+  assert.ok(idle >= 2800 && idle < 6000, `closed after ${idle} ms idle (idle_timeout 3s)`);
+});
+
+test('a connection that keeps sending requests is not closed by idle_timeout', async () => {
+  const c = await connect();
+  for (let i = 0; i < 9; i++) {
+    c.sock.write(get(`/app/busy${i}`));
+    assert.equal((await c.read()).status, 200);
+    await new Promise((r) => setTimeout(r, 400));
+  }
+  assert.equal(c.sock.destroyed, false, 'still open after 3.6 s of requests 400 ms apart (idle_timeout 3s)');
+  c.sock.destroy();
+});
