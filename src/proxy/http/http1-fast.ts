@@ -26,6 +26,9 @@ import { dispatchUpstream } from './upstream-dispatch.js';
 import { parseErrorResponse } from './respond.js';
 import type { Http1Options } from './http1.js';
 
+/** A first body chunk up to this size goes out in one write with the response head. */
+const SMALL_BODY = 4096;
+
 /** Pipelined bytes buffered while a request is in flight before reading stops. */
 const MAX_PENDING = 64 * 1024;
 
@@ -446,6 +449,12 @@ class FastSink implements ResponseSink {
     if (this.done || s.destroyed) return true;
     if (this.isHead || chunk.length === 0) return true;
     if (this.head === null && !this.chunked) return s.write(chunk);
+    if (this.head !== null && !this.chunked && chunk.length <= SMALL_BODY) {
+      // head and a small body as one latin1 string: one write, without the writev path
+      const out = this.head + chunk.toString('latin1');
+      this.head = null;
+      return s.write(out, 'latin1');
+    }
     s.cork();
     if (this.head !== null) {
       s.write(this.head, 'latin1');
