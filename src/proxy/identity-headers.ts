@@ -56,6 +56,33 @@ export function formatIdentityHeaders(peer: PeerResult, opts: IdentityHeaderOpti
   return out;
 }
 
+const rendered = new WeakMap<readonly string[], string | null>();
+// eslint-disable-next-line no-control-regex
+const BAD_VALUE = /[\r\n\0]/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * A connection's identity headers as HTTP/1.1 header lines ("name: value\r\n" …), checked
+ * once and cached per (shared, frozen) list, so the upstream client appends them to every
+ * request head without re-checking each value. undefined when a line could not be sent
+ * as is: the caller then sends the pairs through its own per-header checks.
+ */
+export function renderIdentityHead(ids: readonly string[]): string | undefined {
+  let r = rendered.get(ids);
+  if (r === undefined) {
+    r = '';
+    for (let i = 0; i < ids.length; i += 2) {
+      if (!TOKEN.test(ids[i]!) || BAD_VALUE.test(ids[i + 1]!)) {
+        r = null;
+        break;
+      }
+      r += `${ids[i]!}: ${ids[i + 1]!}\r\n`;
+    }
+    rendered.set(ids, r);
+  }
+  return r ?? undefined;
+}
+
 function format(peer: PeerResult, opts: IdentityHeaderOptions): string[] {
   const out: string[] = [];
   const id = peer.verify === 'SUCCESS' ? peer.identity : undefined;

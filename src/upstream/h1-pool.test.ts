@@ -506,6 +506,26 @@ test('header injection: CR/LF in a header value, a header name or the path fails
   assert.match(heads[0]!, /\r\nx-good: yes(\r\n|$)/);
 });
 
+test('trusted header lines (the pre-rendered identity block) replace headers[from..], go out verbatim, and do not excuse the headers before them', OPTS, async (t) => {
+  const heads: string[] = [];
+  const up = await rawUpstream(t, (sock) =>
+    onRequestHeads(sock, (head) => {
+      heads.push(head);
+      sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    }),
+  );
+  const pool = newPool(t, up.port);
+  const ids = ['x-client-verify', 'SUCCESS', 'x-client-cn', 'svc'];
+  const trusted = { from: 2, head: 'x-client-verify: SUCCESS\r\nx-client-cn: svc\r\n' };
+  await fetchOnce(pool, { headers: ['x-mine', 'a', ...ids], trusted });
+  assert.equal(heads.length, 1);
+  const lines = heads[0]!.split('\r\n');
+  assert.deepEqual(lines.filter((l) => l.startsWith('x-')), ['x-mine: a', 'x-client-verify: SUCCESS', 'x-client-cn: svc'], 'each identity line once, after the caller\'s own');
+  const err = await failure(fetchOnce(pool, { headers: ['x-evil', 'a\r\nx-injected: 1', ...ids], trusted }));
+  assert.equal(err.code, 'PCL_BAD_REQUEST_HEAD');
+  assert.equal(heads.length, 1);
+});
+
 // ---------------------------------------------------------------------------------------
 // response details
 

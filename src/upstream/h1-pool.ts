@@ -34,6 +34,11 @@ export interface H1Request {
   path: string;
   /** [name, value, ...] */
   headers: readonly string[];
+  /**
+   * headers[from..] are already rendered as header lines in `head` and checked (the
+   * connection's identity headers, rendered once per connection): appended as they are
+   */
+  trusted?: { from: number; head: string } | undefined;
   /** null: no body. Without a content-length header the body is sent chunked. */
   body: AsyncIterable<Buffer> | null;
   /** ms from sending the request to the response head; 0 = no limit */

@@ -19,7 +19,8 @@ export function requestHead(r: H1Request, defaultHost: string): string {
   let host = false;
   let length = false;
   const h = r.headers;
-  for (let i = 0; i < h.length; i += 2) {
+  const end = r.trusted ? r.trusted.from : h.length;
+  for (let i = 0; i < end; i += 2) {
     const name = h[i]!;
     const value = h[i + 1]!;
     if (BAD_NAME.test(name) || BAD_VALUE.test(value)) {
@@ -31,6 +32,7 @@ export function requestHead(r: H1Request, defaultHost: string): string {
     else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') continue;
     head += `${name}: ${value}\r\n`;
   }
+  if (r.trusted) head += r.trusted.head;
   if (!host) head += `host: ${defaultHost}\r\n`;
   if (!length) {
     if (r.body) head += 'transfer-encoding: chunked\r\n';

@@ -41,6 +41,8 @@ export interface ForwardRequest {
   method: string;
   path: string;
   headers: string[];
+  /** headers[from..] are already rendered and checked as `head` (the identity headers) */
+  trusted?: { from: number; head: string } | undefined;
   body: AsyncIterable<Buffer> | null;
   headersTimeout: number;
   bodyTimeout: number;
@@ -124,7 +126,7 @@ export function forward(sink: ResponseSink, f: ForwardRequest, upstreamName: str
     return;
   }
   handler.call = pool.request(
-    { method: f.method, path: f.path, headers: f.headers, body: f.body, headersTimeout: f.headersTimeout, bodyTimeout: f.bodyTimeout },
+    { method: f.method, path: f.path, headers: f.headers, trusted: f.trusted, body: f.body, headersTimeout: f.headersTimeout, bodyTimeout: f.bodyTimeout },
     handler,
   );
 }

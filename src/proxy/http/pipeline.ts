@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { connRules, type ConnState, type RouteRuntime } from '../../runtime/types.js';
 import { filterRequestHeaders } from '../request-headers.js';
+import { renderIdentityHead } from '../identity-headers.js';
 import { normalizePath } from '../../routing/path.js';
 import { hostWithoutPort, matchRoute } from '../../routing/route-table.js';
 import { authorize, type Decision } from '../../policy/authorize.js';
@@ -50,6 +51,12 @@ export interface Admission {
   pathWithQuery: string;
   /** scrubbed client headers + X-Forwarded-* + X-Request-Id + identity headers */
   headers: string[];
+  /**
+   * headers[identityFrom..] are the connection's identity headers, also pre-rendered as
+   * checked HTTP/1.1 lines in identityHead (undefined: send them as ordinary pairs)
+   */
+  identityFrom: number;
+  identityHead: string | undefined;
   /** the client sent `te: trailers` (gRPC needs it passed on to h2 upstreams) */
   teTrailers: boolean;
 }
@@ -118,9 +125,22 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
   const headers = f.headers;
   headers.push('x-forwarded-for', conn.remoteAddress, 'x-forwarded-proto', 'https', 'x-request-id', requestId);
   if (host) headers.push('x-forwarded-host', host);
+  const identityFrom = headers.length;
   const ids = conn.identityHeaders;
   for (let i = 0; i < ids.length; i++) headers.push(ids[i]!);
-  return { ok: true, requestId, route, decision, host, path, pathWithQuery: path + target.query, headers, teTrailers: f.teTrailers };
+  return {
+    ok: true,
+    requestId,
+    route,
+    decision,
+    host,
+    path,
+    pathWithQuery: path + target.query,
+    headers,
+    identityFrom,
+    identityHead: renderIdentityHead(ids),
+    teTrailers: f.teTrailers,
+  };
 }
 
 function absoluteTarget(t: string): { host: string; path: string } | undefined {

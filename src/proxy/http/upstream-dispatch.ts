@@ -54,7 +54,16 @@ export function dispatchUpstream(sink: ResponseSink, adm: Admission, o: Dispatch
   }
   forward(
     sink,
-    { endpoint, method: o.method, path: adm.pathWithQuery, headers: adm.headers, body: o.body, headersTimeout, bodyTimeout: route.upstream.idleTimeout },
+    {
+      endpoint,
+      method: o.method,
+      path: adm.pathWithQuery,
+      headers: adm.headers,
+      trusted: adm.identityHead === undefined ? undefined : { from: adm.identityFrom, head: adm.identityHead },
+      body: o.body,
+      headersTimeout,
+      bodyTimeout: route.upstream.idleTimeout,
+    },
     route.upstreamName,
     done,
   );
