@@ -4,6 +4,7 @@
 import type { Identity } from '../pki/identity-types.js';
 import { derToPem, rfc3339 } from '../pki/identity.js';
 import type { PeerResult } from '../tls/listener-tls.js';
+import { HEADER_NAME_TOKEN, UNSAFE_HEADER_VALUE } from './request-headers.js';
 
 export type IdentityFormat = 'standard' | 'xfcc' | 'rfc9440';
 
@@ -57,9 +58,6 @@ export function formatIdentityHeaders(peer: PeerResult, opts: IdentityHeaderOpti
 }
 
 const rendered = new WeakMap<readonly string[], string | null>();
-// eslint-disable-next-line no-control-regex
-const BAD_VALUE = /[\r\n\0]/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
  * A connection's identity headers as HTTP/1.1 header lines ("name: value\r\n" …), checked
@@ -72,7 +70,7 @@ export function renderIdentityHead(ids: readonly string[]): string | undefined {
   if (r === undefined) {
     r = '';
     for (let i = 0; i < ids.length; i += 2) {
-      if (!TOKEN.test(ids[i]!) || BAD_VALUE.test(ids[i + 1]!)) {
+      if (!HEADER_NAME_TOKEN.test(ids[i]!) || UNSAFE_HEADER_VALUE.test(ids[i + 1]!)) {
         r = null;
         break;
       }

@@ -3,6 +3,12 @@
 // header in portcullis' identity namespace (SPEC §4) in any letter case and with '_' for
 // '-', so a client can never supply an identity. The proxy's own values are appended after.
 
+/** A header value with one of these would end its line early (header injection). */
+// eslint-disable-next-line no-control-regex
+export const UNSAFE_HEADER_VALUE = /[\r\n\0]/;
+/** A header name must be a token (RFC 9110 §5.1). */
+export const HEADER_NAME_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 /** Headers the client may never set (compared lowercased with '_' → '-'). */
 const IDENTITY_HEADERS = new Set([
   'x-forwarded-client-cert',

@@ -19,11 +19,12 @@ import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { HTTPParser, methods, type NativeParser } from '../llhttp.js';
 import type { ConnState } from '../../runtime/types.js';
-import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
+import { HttpErrors, type HttpErrorCode } from '../../errors.js';
+import { HEADER_NAME_TOKEN, UNSAFE_HEADER_VALUE } from '../request-headers.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
 import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
-import { parseErrorResponse } from './respond.js';
+import { parseErrorResponse, rawErrorResponse } from './respond.js';
 import type { Http1Options } from './http1.js';
 
 /** A first body chunk up to this size goes out in one write with the response head. */
@@ -64,10 +65,6 @@ function httpDate(now: number): string {
   return dateString;
 }
 
-// eslint-disable-next-line no-control-regex
-const BAD_VALUE = /[\r\n\0]/;
-// eslint-disable-next-line no-control-regex
-const BAD_NAME = /[^!#$%&'*+\-.^_`|~0-9A-Za-z]/;
 
 /** The connections this path serves for one listener, and the http.Server it hands over to. */
 export class FastHttp1 {
@@ -417,10 +414,10 @@ class FastSink implements ResponseSink {
       }
     } else {
       for (const n in headers) {
-        if (BAD_NAME.test(n)) continue;
+        if (!HEADER_NAME_TOKEN.test(n)) continue;
         const v = headers[n]!;
         for (const one of typeof v === 'string' ? [v] : v) {
-          if (BAD_VALUE.test(one)) continue;
+          if (UNSAFE_HEADER_VALUE.test(one)) continue;
           head += n + ': ' + one + '\r\n';
         }
         if (n === 'content-length') hasLength = true;
@@ -433,15 +430,16 @@ class FastSink implements ResponseSink {
       head += 'Transfer-Encoding: chunked\r\n';
     }
     if (!hasDate) head += 'Date: ' + httpDate(Date.now()) + '\r\n';
-    head += this.connectionHeaders();
+    head += this.connectionHeaders() + '\r\n';
     this.head = head;
     this.status = status;
     this.headersSent = true;
   }
 
+  /** the Connection (and Keep-Alive) lines, as http.Server writes them */
   private connectionHeaders(): string {
-    if (!this.keepAlive) return 'Connection: close\r\n\r\n';
-    return this.idleTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.idleTimeout / 1000)}\r\n\r\n` : 'Connection: keep-alive\r\n\r\n';
+    if (!this.keepAlive) return 'Connection: close\r\n';
+    return this.idleTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(this.idleTimeout / 1000)}\r\n` : 'Connection: keep-alive\r\n';
   }
 
   write(chunk: Buffer): boolean {
@@ -487,9 +485,9 @@ class FastSink implements ResponseSink {
       tail += '0\r\n';
       if (trailers) {
         for (const n in trailers) {
-          if (BAD_NAME.test(n)) continue;
+          if (!HEADER_NAME_TOKEN.test(n)) continue;
           const v = trailers[n]!;
-          for (const one of typeof v === 'string' ? [v] : v) if (!BAD_VALUE.test(one)) tail += n + ': ' + one + '\r\n';
+          for (const one of typeof v === 'string' ? [v] : v) if (!UNSAFE_HEADER_VALUE.test(one)) tail += n + ': ' + one + '\r\n';
         }
       }
       tail += '\r\n';
@@ -517,14 +515,9 @@ class FastSink implements ResponseSink {
     }
     this.done = true;
     const keepAlive = this.keepAlive && !close;
-    const body = httpErrorBody(code, message, requestId);
     this.status = status;
     this.headersSent = true;
-    s.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\ncache-control: no-store\r\nDate: ${httpDate(Date.now())}\r\n` +
-        (keepAlive ? this.connectionHeaders() : 'Connection: close\r\n\r\n') +
-        body,
-    );
+    s.write(rawErrorResponse(code, message, requestId, `Date: ${httpDate(Date.now())}\r\n${keepAlive ? this.connectionHeaders() : 'Connection: close\r\n'}`));
     this.c.responseDone(keepAlive);
     return status;
   }

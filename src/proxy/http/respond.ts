@@ -24,11 +24,14 @@ export function sendError(res: ServerResponse, error: HttpErrorCode, message: st
   return status;
 }
 
-/** A complete HTTP/1.1 error response that closes the connection, as bytes. */
-export function rawErrorResponse(error: HttpErrorCode, message: string, requestId: string): string {
+/**
+ * A complete HTTP/1.1 error response, as a string. `connection`: its last header lines
+ * (each ending in CRLF); by default it closes the connection.
+ */
+export function rawErrorResponse(error: HttpErrorCode, message: string, requestId: string, connection = 'connection: close\r\n'): string {
   const status = HttpErrors[error];
   const body = httpErrorBody(error, message, requestId);
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n\r\n${body}`;
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nx-request-id: ${requestId}\r\n${connection}\r\n${body}`;
 }
 
 /**
