@@ -10,11 +10,14 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
 import { useProxy, tlsListener } from '../helpers/proxy.js';
 import { freePort } from '../helpers/ocsp-responder.js';
 
 // registered before useProxy's hook, so the port is known when the config is written
 let deadPort = 0;
+/** what the upstream saw of /app/abort */
+const aborted: string[] = [];
 before(async () => {
   deadPort = await freePort();
 });
@@ -38,6 +41,33 @@ const fx = useProxy(
       if (u === '/app/chunked') {
         res.write('hello ');
         setTimeout(() => res.end('world'), 20);
+        return true;
+      }
+      if (u.startsWith('/app/sha')) {
+        // the body's sha256, read slowly for /app/sha-slow so the proxy meets backpressure
+        const h = createHash('sha256');
+        let n = 0;
+        req.on('data', (c: Buffer) => {
+          h.update(c);
+          n += c.length;
+          if (u === '/app/sha-slow') {
+            req.pause();
+            setTimeout(() => req.resume(), 2);
+          }
+        });
+        req.on('end', () => res.end(JSON.stringify({ sha: h.digest('hex'), bytes: n })));
+        return true;
+      }
+      if (u === '/app/early') {
+        // answers before reading the body
+        res.end('early');
+        return true;
+      }
+      if (u === '/app/abort') {
+        aborted.push('started');
+        req.on('data', () => undefined);
+        req.on('end', () => aborted.push('ended'));
+        req.on('close', () => aborted.push('closed'));
         return true;
       }
       if (u === '/app/204') {
@@ -176,23 +206,22 @@ test('pipelined requests in one write are answered in order; Connection: close e
   await c.closed;
 });
 
-test('a POST after fast-path requests is handed to http.Server with its bytes intact; the connection keeps working', async () => {
+test('a chunked POST after fast-path requests is handed to http.Server with its bytes intact; the connection keeps working', async () => {
   const c = await connect();
   c.sock.write(get('/app/before'));
   assert.equal((await c.read()).status, 200);
-  const body = 'x'.repeat(5000);
-  // the head over two writes (both replayed), then the first part of the body with the
-  // end of the head, the rest later
+  // the head over two writes (both replayed), then the first chunk with the end of the
+  // head, the rest later
   c.sock.write('POST /app/post HTTP/1.1\r\nHost: local');
   await new Promise((r) => setTimeout(r, 50));
-  c.sock.write(`host\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100)}`);
+  c.sock.write('host\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
   await new Promise((r) => setTimeout(r, 50));
-  c.sock.write(body.slice(100));
+  c.sock.write('6\r\n world\r\n0\r\n\r\n');
   const r = await c.read();
   assert.equal(r.status, 200);
   const seen = JSON.parse(r.body) as { method: string; bodyBytes: number; headers: Record<string, string> };
   assert.equal(seen.method, 'POST');
-  assert.equal(seen.bodyBytes, 5000);
+  assert.equal(seen.bodyBytes, 11);
   assert.equal(seen.headers['x-client-verify'], 'SUCCESS');
   c.sock.write(get('/app/after'));
   const after = await c.read();
@@ -200,7 +229,61 @@ test('a POST after fast-path requests is handed to http.Server with its bytes in
   c.sock.destroy();
 });
 
-test('pipelined GET then POST in one write: the POST is handed over after the GET is answered', async () => {
+test('Content-Length bodies stay on the fast path: 16 MB through an upstream that reads slowly arrives whole, split heads and bodies too, and the connection carries the next request', async () => {
+  const c = await connect();
+  // more than the kernel's socket buffers hold, so the proxy must stop reading the client
+  const big = randomBytes(16 * 1024 * 1024);
+  c.sock.write(`POST /app/sha-slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${big.length}\r\n\r\n`);
+  c.sock.write(big);
+  const r = await c.read();
+  assert.deepEqual(JSON.parse(r.body), { sha: createHash('sha256').update(big).digest('hex'), bytes: big.length });
+  assert.equal(r.headers.connection, 'keep-alive');
+  // head split, body split, and the next request right behind the body in the same write
+  const small = Buffer.from('0123456789');
+  c.sock.write('PUT /app/sha HTTP/1.1\r\nHost: loc');
+  await new Promise((r) => setTimeout(r, 30));
+  c.sock.write(`alhost\r\nContent-Length: ${small.length}\r\n\r\n01234`);
+  await new Promise((r) => setTimeout(r, 30));
+  c.sock.write('56789' + get('/app/next'));
+  assert.deepEqual(JSON.parse((await c.read()).body), { sha: createHash('sha256').update(small).digest('hex'), bytes: 10 });
+  assert.equal((JSON.parse((await c.read()).body) as { url: string }).url, '/app/next');
+  c.sock.destroy();
+});
+
+test('a refused POST whose body has not all arrived closes the connection after the answer; one whose body is complete keeps it', async () => {
+  const c = await connect();
+  c.sock.write('POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nabcd');
+  const whole = await c.read();
+  assert.equal(whole.status, 404);
+  assert.equal(whole.headers.connection, 'keep-alive');
+  c.sock.write('POST /nowhere HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nabcd');
+  const part = await c.read();
+  assert.equal(part.status, 404);
+  assert.equal(part.headers.connection, 'close');
+  await c.closed;
+});
+
+test('an upstream that answers before the whole body has arrived: the answer is relayed, then the connection closes', async () => {
+  const c = await connect();
+  c.sock.write('POST /app/early HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nabcd');
+  const r = await c.read();
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'early');
+  const t0 = Date.now();
+  await c.closed;
+  assert.ok(Date.now() - t0 < 1500, `closed ${Date.now() - t0} ms after the answer, not by idle_timeout (3s)`);
+});
+
+test('the client closing mid-body aborts the upstream request, which never sees the body end', async () => {
+  const c = await connect();
+  c.sock.write('POST /app/abort HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n' + 'x'.repeat(1000));
+  for (let i = 0; i < 100 && !aborted.includes('started'); i++) await new Promise((r) => setTimeout(r, 20));
+  c.sock.destroy();
+  for (let i = 0; i < 100 && !aborted.includes('closed'); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(aborted, ['started', 'closed']);
+});
+
+test('pipelined GET, POST with a body and GET in one write are answered in order', async () => {
   const c = await connect();
   c.sock.write(get('/app/g') + 'POST /app/q HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc' + get('/app/z'));
   const a = JSON.parse((await c.read()).body) as { url: string };

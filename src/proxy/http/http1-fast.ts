@@ -5,10 +5,10 @@
 // binding (as strict as http.Server: no lenient flags), admits and forwards them through
 // the same pipeline, and writes responses itself.
 //
-// It serves only what it can serve exactly like http.Server: HTTP/1.1 requests without a
-// body, without Expect, that are not upgrades or CONNECT. On the first request that is
-// anything else, the connection is handed to the http.Server front end for the rest of
-// its life, with every byte of that request replayed first, so bodies, 100-continue,
+// It serves HTTP/1.1 requests without a body or with a Content-Length body, without
+// Expect, that are not upgrades or CONNECT. On the first request that is anything else,
+// the connection is handed to the http.Server front end for the rest of its life, with
+// every byte of that request replayed first, so chunked request bodies, 100-continue,
 // WebSocket upgrades and HTTP/1.0 keep their well-tested handling.
 //
 // Rules it keeps: one request at a time (pipelined requests wait, buffered, and reading
@@ -30,7 +30,7 @@ import type { Http1Options } from './http1.js';
 /** A first body chunk up to this size goes out in one write with the response head. */
 const SMALL_BODY = 4096;
 
-/** Pipelined bytes buffered while a request is in flight before reading stops. */
+/** Pipelined bytes, or request body bytes the upstream has not taken yet, buffered before reading stops. */
 const MAX_PENDING = 64 * 1024;
 
 const enum State {
@@ -112,6 +112,9 @@ class FastConn {
   private flushedHeaders: string[] = [];
   private flushedUrl = '';
   private head: Head | null = null;
+  /** the in-flight request's Content-Length body and how much of it is still to come */
+  private body: RequestBody | null = null;
+  private bodyLeft = 0;
   /** the client half-closed: close once the current response is out */
   private clientEnded = false;
   /** the in-flight request's abort callback (the client went away) */
@@ -159,8 +162,9 @@ class FastConn {
       const n = headers[i]!;
       const len = n.length;
       if (len === 14 && n.toLowerCase() === 'content-length') {
+        // llhttp has checked it is digits and not repeated with another value
         contentLength = Number(headers[i + 1]);
-        if (contentLength !== 0) simple = false;
+        if (!Number.isSafeInteger(contentLength)) simple = false;
       } else if ((len === 17 && n.toLowerCase() === 'transfer-encoding') || (len === 6 && n.toLowerCase() === 'expect')) {
         simple = false;
       }
@@ -171,16 +175,45 @@ class FastConn {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.bodyLeft > 0) {
+      const off = this.takeBody(chunk, 0);
+      if (off === chunk.length) {
+        this.updateFlow();
+        return;
+      }
+      chunk = chunk.subarray(off);
+    }
     if (this.state !== State.Head || this.pending !== null) {
       this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-      if (this.pending.length > MAX_PENDING && !this.paused) {
-        this.paused = true;
-        this.sock.pause();
-      }
+      this.updateFlow();
       if (this.state === State.Head) this.scheduleDrain();
       return;
     }
     this.feed(chunk);
+  }
+
+  /** Hands the request body's bytes in chunk[off..] to the upstream; returns where they end. */
+  private takeBody(chunk: Buffer, off: number): number {
+    const avail = chunk.length - off;
+    const n = avail < this.bodyLeft ? avail : this.bodyLeft;
+    if (n > 0) {
+      this.bodyLeft -= n;
+      this.body!.push(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+    }
+    if (this.bodyLeft === 0) this.body!.end();
+    return off + n;
+  }
+
+  /** Reading stops while pipelined bytes or unread body bytes pile up, and resumes when they are taken. */
+  private updateFlow(): void {
+    const full = (this.pending !== null && this.pending.length > MAX_PENDING) || (this.body !== null && this.body.queued > MAX_PENDING);
+    if (full && !this.paused) {
+      this.paused = true;
+      this.sock.pause();
+    } else if (!full && this.paused && this.state !== State.Closed) {
+      this.paused = false;
+      this.sock.resume();
+    }
   }
 
   private feed(chunk: Buffer): void {
@@ -206,10 +239,17 @@ class FastConn {
     }
     this.headChunks = [];
     this.parser.initialize(HTTPParser.REQUEST, {}, this.front.opts.maxHeaderBytes, 0);
-    if (r < chunk.length) this.pending = chunk.subarray(r);
     this.state = State.Busy;
     this.phase = Phase.Busy;
-    this.serve(h);
+    let off = r;
+    let body: RequestBody | null = null;
+    if (h.contentLength !== undefined && h.contentLength > 0) {
+      this.bodyLeft = h.contentLength;
+      this.body = body = new RequestBody(() => this.updateFlow());
+      off = this.takeBody(chunk, off);
+    }
+    if (off < chunk.length) this.pending = chunk.subarray(off);
+    this.serve(h, body);
   }
 
   /** Gives the connection to http.Server, replaying the current request's bytes first. */
@@ -234,7 +274,7 @@ class FastConn {
     sock.resume();
   }
 
-  private serve(h: Head): void {
+  private serve(h: Head, body: RequestBody | null): void {
     const conn = this.conn;
     const start = performance.now();
     const method = h.method;
@@ -242,23 +282,25 @@ class FastConn {
     const sink = new FastSink(this, method === 'HEAD', h.keepAlive && !this.clientEnded, this.front.opts.idleTimeout);
     const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, h.url, status, extra);
     if (!adm.ok) {
-      const status = sink.error(adm.code, adm.message, adm.requestId, false);
+      // a body that has not all arrived is not read: the connection closes after the answer
+      const status = sink.error(adm.code, adm.message, adm.requestId, this.bodyLeft > 0);
       log(status, { route: adm.route, decision: adm.decision, path: adm.path, error: adm.code });
       return;
     }
     const { route, decision, path } = adm;
-    dispatchUpstream(sink, adm, { method, body: null, grpc: false, grpcTimeout: 0 }, (r: ForwardResult) => {
+    const bytesIn = h.contentLength ?? 0;
+    dispatchUpstream(sink, adm, { method, body, grpc: false, grpcTimeout: 0 }, (r: ForwardResult) => {
       if (r.error) {
         if (!sink.headersSent) {
           const status = sink.error(r.error.code, r.error.message, adm.requestId, true);
-          log(status, { route, decision, bytesOut: r.bytesOut, error: r.error.cause, path });
+          log(status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path });
         } else {
           this.sock.destroy();
-          log(r.status, { route, decision, bytesOut: r.bytesOut, error: r.error.cause, path });
+          log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path });
         }
         return;
       }
-      log(r.status, { route, decision, bytesOut: r.bytesOut, path });
+      log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, path });
     });
   }
 
@@ -266,6 +308,10 @@ class FastConn {
   responseDone(keepAlive: boolean): void {
     if (this.state !== State.Busy) return;
     this.abortCb = undefined;
+    // the upstream answered before the whole request body arrived: nothing will read the
+    // rest, so the connection cannot carry another request
+    if (this.bodyLeft > 0) keepAlive = false;
+    this.body = null;
     if (!keepAlive || this.clientEnded) {
       this.state = State.Closed;
       this.stopTimer();
@@ -275,10 +321,7 @@ class FastConn {
     this.state = State.Head;
     this.enter(Phase.Waiting, Date.now());
     if (this.pending !== null) this.scheduleDrain();
-    else if (this.paused) {
-      this.paused = false;
-      this.sock.resume();
-    }
+    else this.updateFlow();
   }
 
   /** Pipelined bytes are parsed on the next tick, never inside the previous response's callbacks. */
@@ -291,10 +334,7 @@ class FastConn {
       const p = this.pending;
       this.pending = null;
       this.feed(p);
-      if (this.state === State.Head && this.pending === null && this.paused) {
-        this.paused = false;
-        this.sock.resume();
-      }
+      this.updateFlow();
     });
   }
 
@@ -321,6 +361,7 @@ class FastConn {
     this.front.conns.delete(this);
     const cb = this.abortCb;
     this.abortCb = undefined;
+    if (this.bodyLeft > 0) this.body?.fail(Object.assign(new Error('the client closed the connection before the request body was complete'), { code: 'ECONNRESET' }));
     if (wasBusy && cb) cb();
   }
 
@@ -372,6 +413,77 @@ class FastConn {
     // http.Server destroys in both cases (keep-alive timeout, headers timeout)
     this.state = State.Closed;
     this.sock.destroy();
+  }
+}
+
+/**
+ * A Content-Length request body as the upstream client reads it (for await): chunks are
+ * queued as they arrive from the socket and handed out in order; onTaken lets the
+ * connection resume reading once the queue shrinks.
+ */
+class RequestBody implements AsyncIterable<Buffer> {
+  private readonly queue: Buffer[] = [];
+  /** bytes queued and not yet taken */
+  queued = 0;
+  private ended = false;
+  private error: Error | null = null;
+  /** the reader stopped early (for await left the loop): later chunks are dropped */
+  private abandoned = false;
+  private waiter: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: Error) => void } | null = null;
+
+  constructor(private readonly onTaken: () => void) {}
+
+  push(chunk: Buffer): void {
+    if (this.abandoned) return;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      w.resolve({ value: chunk, done: false });
+      return;
+    }
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+  }
+
+  end(): void {
+    this.ended = true;
+    const w = this.waiter;
+    if (w && this.queue.length === 0) {
+      this.waiter = null;
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  fail(err: Error): void {
+    this.error = err;
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      w.reject(err);
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return {
+      next: (): Promise<IteratorResult<Buffer>> => {
+        const c = this.queue.shift();
+        if (c !== undefined) {
+          this.queued -= c.length;
+          this.onTaken();
+          return Promise.resolve({ value: c, done: false });
+        }
+        if (this.error) return Promise.reject(this.error);
+        if (this.ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+      },
+      return: (): Promise<IteratorResult<Buffer>> => {
+        this.abandoned = true;
+        this.queue.length = 0;
+        this.queued = 0;
+        this.onTaken();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
   }
 }
 
