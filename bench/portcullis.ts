@@ -25,11 +25,12 @@ export function portcullisConfig(port: number, adminPort: number, upstreamPort: 
   };
 }
 
-export function startPortcullis(repoRoot: string, dir: string, config: object): Proc {
-  const configPath = join(dir, 'portcullis.json');
+export function startPortcullis(repoRoot: string, dir: string, config: object, env: Record<string, string> = {}, name = 'portcullis'): Proc {
+  const configPath = join(dir, `${name}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   return startProcess('portcullis', [process.execPath, join(repoRoot, 'bin', 'portcullis.js'), 'run', '-c', configPath], {
     cwd: dir,
-    logPath: join(dir, 'portcullis.log'),
+    logPath: join(dir, `${name}.log`),
+    env: { ...process.env, ...env },
   });
 }

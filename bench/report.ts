@@ -59,7 +59,7 @@ function fmt(v: number | null, decimals: number): string {
 }
 
 /** A Markdown table (reads fine in a terminal and pastes into the README). */
-export function renderTable(defs: MetricDef[], rows: MedianRow[]): string {
+export function renderTable(defs: MetricDef[], rows: MedianRow[], labels: { a: string; b: string } = { a: 'portcullis', b: 'nginx' }): string {
   const dec = new Map(defs.map((d) => [d.id, d.decimals]));
   const body = rows.map((r) => [
     `${r.label} (${r.better} is better)`,
@@ -67,7 +67,7 @@ export function renderTable(defs: MetricDef[], rows: MedianRow[]): string {
     fmt(r.nginx, dec.get(r.metric) ?? 0),
     r.ratio === null ? 'n/a' : r.ratio.toFixed(2),
   ]);
-  const head = ['metric', 'portcullis', 'nginx', 'ratio (portcullis/nginx)'];
+  const head = ['metric', labels.a, labels.b, `ratio (${labels.a}/${labels.b})`];
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   const sep = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
