@@ -13,6 +13,7 @@ import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { connectionError } from '../proxy/boundary.js';
 import { reasonMessage } from '../tls/verify-result.js';
 import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
 
@@ -95,7 +96,13 @@ export class ListenerServer {
 
   constructor(runtime: ListenerRuntime) {
     this.current = runtime;
-    this.server = net.createServer({ noDelay: true }, (raw) => this.onConnection(raw));
+    this.server = net.createServer({ noDelay: true }, (raw) => {
+      try {
+        this.onConnection(raw);
+      } catch (err) {
+        connectionError({ listener: this.current, remoteAddress: raw.remoteAddress ?? '' }, raw, err, 'accept');
+      }
+    });
     // before any socket exists: Node only asks for staples on servers with an OCSPRequest listener
     this.stapling = attachStapling(this.server, () => this.current);
     const max = runtime.cfg.limits.max_connections;
@@ -189,7 +196,7 @@ export class ListenerServer {
       secured = true;
       clearTimeout(timer);
       // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
-      void this.afterHandshake(sock, rt, remoteAddress);
+      this.afterHandshake(sock, rt, remoteAddress).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
     });
     sock.on('error', (err: Error & { code?: string }) => {
       if (secured) return;

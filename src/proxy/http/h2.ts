@@ -10,6 +10,7 @@ import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
 import type { Frontend } from '../frontend.js';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
 import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
+import { guard, guarded, injectedFault, throwInjected } from '../boundary.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
 import { headerMapOf } from '../request-headers.js';
@@ -149,7 +150,8 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
       stream.close(NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    onStream(stream, conn, headers, flags, rawHeaders);
+    const session = stream.session as ServerHttp2Session;
+    guard(conn, session, 'h2 stream', () => onStream(stream, conn, headers, flags, rawHeaders));
   });
   return {
     accept(sock, conn) {
@@ -225,6 +227,8 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
   const cl = headers['content-length'];
   const declared = cl === undefined ? undefined : Number(cl);
   const adm = admitRequest({ conn, method, target: path, rawHeaders: pairs, contentLength: declared });
+  const fault = injectedFault(pairs);
+  if (fault === 'request') throwInjected(fault);
   if (!adm.ok) return fail(adm.code, adm.message, adm.requestId, { route: adm.route, decision: adm.decision, path: adm.path });
   const { route, decision } = adm;
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, path, status, { route, decision, path: adm.path, ...extra });
@@ -251,7 +255,8 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
     sink,
     adm,
     { method, body, grpc: grpc === 'grpc', grpcTimeout: grpc === 'grpc' ? parseGrpcTimeout(headers['grpc-timeout'] as string | undefined) : 0 },
-    (r: ForwardResult) => {
+    guarded(conn, stream.session as ServerHttp2Session, 'h2 upstream response', (r: ForwardResult) => {
+      if (fault === 'response') throwInjected(fault);
       if (body && !stream.readableEnded) {
         // the exchange is over but the client still sends: nobody will read it, drop it
         stream.unpipe(body);
@@ -270,6 +275,6 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
         stream.close(NGHTTP2_INTERNAL_ERROR);
       }
       log(r.status, { bytesIn, bytesOut: r.bytesOut, error: error.cause });
-    },
+    }),
   );
 }
