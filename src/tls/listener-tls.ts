@@ -18,6 +18,7 @@ import { identityFor, leafInfo, chainAbove, rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { trustFor, type ListenerTlsConfig, type SniCertConfig } from '../config/schema.js';
 import { compileRules, type CompiledRule } from '../policy/rules.js';
+import { nativeContext, tlsVerifyError } from '../platform/node-internals.js';
 
 const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
 const ANY_EKU = '2.5.29.37.0';
@@ -85,8 +86,7 @@ export function deriveTicketKeys(secret: Buffer | undefined, trustDigest: string
 /** Replaces the ticket keys of the live contexts (hourly rotation); the contexts stay in use. */
 export function setTicketKeys(rt: TlsRuntime, secret: Buffer): void {
   for (const e of [rt.default, ...rt.entries]) {
-    const native = (e.context as unknown as { context?: { setTicketKeys?(keys: Buffer): void } }).context;
-    native?.setTicketKeys?.(deriveTicketKeys(secret, e.trust.digest));
+    nativeContext(e.context)?.setTicketKeys(deriveTicketKeys(secret, e.trust.digest));
   }
 }
 
@@ -179,10 +179,6 @@ export function startHandshake(raw: Socket, rt: TlsRuntime, alpn: string[], serv
   });
 }
 
-interface VerifyHandle {
-  verifyError(): (Error & { code?: string }) | null;
-}
-
 /**
  * Decides what the peer proved, once per connection, right after the handshake.
  * A missing certificate is NONE even when OpenSSL reports no error: a resumed session
@@ -192,11 +188,8 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (trust.clientAuth === 'none') return { verify: 'NONE' };
   const leaf = sock.getPeerX509Certificate();
   if (!leaf) return { verify: 'NONE', reason: 'no_cert', message: reasonMessage('no_cert') };
-  const handle = (sock as unknown as { _handle: VerifyHandle | null })._handle;
-  if (!handle || typeof handle.verifyError !== 'function') {
-    return fail('error', leaf, 'the TLS layer did not report a verification result');
-  }
-  const err = handle.verifyError();
+  const err = tlsVerifyError(sock);
+  if (err === undefined) return fail('error', leaf, 'the TLS layer did not report a verification result');
   if (err) {
     let reason = reasonFromOpenSsl(err.code ?? '');
     // OpenSSL's purpose check is what usually catches a CA certificate presented as a leaf

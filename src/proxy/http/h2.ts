@@ -8,9 +8,11 @@ import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
 import type { Frontend } from '../frontend.js';
+import type { TLSSocket } from 'node:tls';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
 import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
 import { guard, guarded, injectedFault, throwInjected } from '../boundary.js';
+import { markHandshakeDone } from '../../platform/node-internals.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
 import { headerMapOf } from '../request-headers.js';
@@ -158,8 +160,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
       // Only tls.Server clears this flag after the handshake; our listener builds its
       // TLSSockets itself, and an Http2Session would wait for a 'secureConnect' that a
       // server-side socket never emits
-      const s = sock as unknown as { secureConnecting?: boolean };
-      if (s.secureConnecting) s.secureConnecting = false;
+      markHandshakeDone(sock as TLSSocket);
       accepting = conn;
       try {
         server.emit('connection', sock);
