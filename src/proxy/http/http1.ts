@@ -52,9 +52,15 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
       keepAliveTimeout: opts.idleTimeout,
       // we add X-Forwarded-*; the client's copies are dropped anyway
       joinDuplicateHeaders: false,
+      // admitRequest refuses a missing Host with the JSON error the fast path gives
+      requireHostHeader: false,
     },
     handleRequest,
   );
+  // Node's default (2000) silently drops the fields past it from req.headers;
+  // limits.max_headers is enforced in admitRequest on the whole list instead, and the
+  // count stays bounded by maxHeaderSize. 0 = no truncation.
+  server.maxHeadersCount = 0;
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(req, socket, head, opts.idleTimeout, handleRequest));
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     const { close, response } = parseErrorResponse(err.code, opts.maxHeaderBytes);
@@ -120,7 +126,7 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
   const method = req.method ?? 'GET';
   const cl = req.headers['content-length'];
   const declared = cl === undefined ? undefined : Number(cl);
-  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared });
+  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared, hostOptional: req.httpVersionMinor === 0 });
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
   if (!adm.ok) {
     // do not leave an unread request body on a kept-alive connection
