@@ -3,6 +3,7 @@
 // is refused with a reason that names it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isIPv4 } from 'node:net';
 import { hostProblem } from './host.js';
 
 test('host names, IPv4, bracketed IPv6, with and without a port, pass', () => {
@@ -32,6 +33,12 @@ test('userinfo, lists, paths, spaces and other characters are refused, naming th
     ['a*b', /the character "\*"/],
   ];
   for (const [h, re] of cases) assert.match(hostProblem(h) ?? 'accepted', re, JSON.stringify(h));
+});
+
+test('dotted quads agree with net.isIPv4', () => {
+  for (const h of ['0.0.0.0', '255.255.255.255', '10.0.0.1', '1.2.3.4', '256.1.1.1', '1.2.3.04', '00.1.2.3', '1.2.3', '1.2.3.4.5', '1..2.3', '1.2.3.4444']) {
+    assert.equal(hostProblem(h) === undefined, isIPv4(h), h);
+  }
 });
 
 test('ports: empty, non-numeric, out of range are refused', () => {

@@ -16,7 +16,7 @@
 //   read such names as IPv4 addresses in other notations.
 // - an IPv6 address in brackets, without a zone (RFC 9110 §7.2 has no zone syntax).
 // port: 1 to 5 digits, 0 to 65535. An empty port (`host:`) is refused, as nginx does.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 
 /** The common valid shape, checked with one regex before anything slower. */
 const SIMPLE = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?(?::[0-9]{1,5})?$/;
@@ -70,22 +70,63 @@ function nameProblem(host: string, name: string): string | undefined {
   return undefined;
 }
 
+// Runs on every request: the label split and the IPv4 parse only happen for the rare
+// names that could fail them (long ones; ones ending in a digit).
 function lengthOrNumberProblem(host: string, name: string): string | undefined {
-  const bare = name.endsWith('.') ? name.slice(0, -1) : name;
-  if (bare.length > 253) return `the Host is ${bare.length} characters long; a host name has at most 253`;
-  const labels = bare.split('.');
-  for (const l of labels) {
-    if (l.length > 63) return `the Host ${show(host)} has a label of ${l.length} characters; a label has at most 63`;
+  const end = name.charCodeAt(name.length - 1) === 0x2e ? name.length - 1 : name.length;
+  if (end > 253) return `the Host is ${end} characters long; a host name has at most 253`;
+  const bare = end === name.length ? name : name.slice(0, end);
+  if (end > 63) {
+    for (const l of bare.split('.')) {
+      if (l.length > 63) return `the Host ${show(host)} has a label of ${l.length} characters; a label has at most 63`;
+    }
   }
-  if (/^[0-9]+$/.test(labels[labels.length - 1]!) && !isIPv4(bare)) {
+  if (endsInNumericLabel(bare) && !isDottedQuad(bare)) {
     return `the Host ${show(host)} ends in a number but is not an IPv4 address like 10.0.0.1`;
   }
   return undefined;
 }
 
+function endsInNumericLabel(s: string): boolean {
+  let i = s.length - 1;
+  while (i >= 0) {
+    const c = s.charCodeAt(i);
+    if (c === 0x2e) break;
+    if (c < 0x30 || c > 0x39) return false;
+    i--;
+  }
+  return i < s.length - 1;
+}
+
+/** Four decimal octets 0-255 without leading zeros: what net.isIPv4 accepts, at a fraction of its cost. */
+function isDottedQuad(s: string): boolean {
+  let parts = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 0x2e;
+    if (c === 0x2e) {
+      if (digits === 0 || value > 255 || (digits > 1 && s.charCodeAt(i - digits) === 0x30)) return false;
+      parts++;
+      value = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
+      value = value * 10 + (c - 0x30);
+      digits++;
+    } else return false;
+  }
+  return parts === 4;
+}
+
 function portProblem(host: string, port: string): string | undefined {
   if (port.length === 0) return `the Host ${show(host)} has an empty port after ":"`;
-  if (!/^[0-9]{1,5}$/.test(port) || Number(port) > 65535) return `the Host ${show(host)} has port ${show(port)}, which is not a number from 0 to 65535`;
+  let value = 0;
+  for (let i = 0; i < port.length; i++) {
+    const c = port.charCodeAt(i);
+    if (c < 0x30 || c > 0x39 || i === 5) return `the Host ${show(host)} has port ${show(port)}, which is not a number from 0 to 65535`;
+    value = value * 10 + (c - 0x30);
+  }
+  if (value > 65535) return `the Host ${show(host)} has port ${show(port)}, which is not a number from 0 to 65535`;
   return undefined;
 }
 
