@@ -126,8 +126,9 @@ function headerListSize(raw: readonly string[]): number {
 export function h2Frontend(rt: ListenerRuntime): Frontend {
   const maxHeader = rt.cfg.limits.max_header_bytes;
   const server = http2.createServer({
-    // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
-    maxHeaderListPairs: 2000,
+    // nghttp2 resets streams past its own limit; below it we answer 431 ourselves. It
+    // counts pseudo-headers and cookie crumbs, which limits.max_headers does not
+    maxHeaderListPairs: Math.max(2000, rt.cfg.limits.max_headers + 64),
     settings: { enableConnectProtocol: true, maxHeaderListSize: Math.max(2 * maxHeader, 65_535) },
   });
   const sessions = new Set<ServerHttp2Session>();

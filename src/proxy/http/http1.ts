@@ -58,9 +58,15 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(opts.headerTimeout / 2))),
       // we add X-Forwarded-*; the client's copies are dropped anyway
       joinDuplicateHeaders: false,
+      // admitRequest refuses a missing Host with portcullis' JSON 400 (HTTP/1.0 may omit it)
+      requireHostHeader: false,
     },
     (req, res) => onRequest(req, res, false),
   );
+  // Node's default (2000) silently drops the fields past it from req.headers;
+  // limits.max_headers is enforced in admitRequest on the whole list instead, and the
+  // count stays bounded by maxHeaderSize. 0 = no truncation.
+  server.maxHeadersCount = 0;
   // without this listener http.Server answers 100 Continue itself, before admission
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -260,7 +266,7 @@ function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expec
   const method = req.method ?? 'GET';
   const cl = req.headers['content-length'];
   const declared = cl === undefined ? undefined : Number(cl);
-  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared });
+  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared, hostOptional: req.httpVersionMinor === 0 });
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
   const fault = injectedFault(req.rawHeaders);
   if (fault === 'request') throwInjected(fault);
