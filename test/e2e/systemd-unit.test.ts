@@ -49,6 +49,7 @@ const one = (key: string) => {
 
 const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
 const noAnalyze = analyze.status === 0 ? '' : 'systemd-analyze is not installed (Debian package systemd; .ci/run installs it)';
+const asRoot = process.getuid?.() === 0 ? '' : 'needs root (file owners, and dropping to an unprivileged user as systemd does); .ci/run runs as root';
 
 /** A copy of the unit whose commands point at this checkout (verify checks that they exist). */
 function unitForThisCheckout(dir: string): string {
@@ -102,7 +103,7 @@ test('systemd-analyze security rates the unit at most 2.0 (OK)', { skip: noAnaly
   assert.ok(Number(m[1]) <= 2.0, `exposure ${m[1]}`);
 });
 
-test('sysusers.d and tmpfiles.d: the user exists, keys are readable by its group only', { skip: noAnalyze || false }, (t) => {
+test('sysusers.d and tmpfiles.d: the user exists, keys are readable by its group only', { skip: noAnalyze || asRoot || false }, (t) => {
   const root = tempDir('pcl-systemd-root-');
   t.after(() => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, 'etc', 'portcullis', 'tls'), { recursive: true });
@@ -130,7 +131,6 @@ test('sysusers.d and tmpfiles.d: the user exists, keys are readable by its group
 
 // ---- the unit's commands, run as the unit runs them ----
 
-const asRoot = process.getuid?.() === 0 ? '' : 'needs root to drop to an unprivileged user with setpriv, as systemd does';
 const UID = 10002;
 const GID = 10002;
 let pki: TestPki;
