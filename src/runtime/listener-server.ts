@@ -188,6 +188,10 @@ export class ListenerServer {
     sock.once('secure', () => {
       secured = true;
       clearTimeout(timer);
+      // OpenSSL refuses a TLS 1.2 renegotiation (SSL_OP_NO_RENEGOTIATION, listener-tls.ts)
+      // but Node still reports the attempt as another 'secure'; a client that tries is
+      // closed, as nginx does, rather than left to try again
+      sock.on('secure', () => this.renegotiationAttempt(sock, rt, remoteAddress));
       // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
       void this.afterHandshake(sock, rt, remoteAddress);
     });
@@ -196,6 +200,17 @@ export class ListenerServer {
       onFailure(err);
       sock.destroy();
     });
+  }
+
+  /** Closes a connection that tried to renegotiate (the attempt itself was refused by OpenSSL). */
+  private renegotiationAttempt(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): void {
+    if (sock.destroyed) return;
+    rt.telemetry.log.warn(
+      { event: 'tls_renegotiation_refused', listener: rt.name, remote_addr: remoteAddress },
+      `listener ${rt.name}: ${remoteAddress} tried to renegotiate TLS, which portcullis never allows; connection closed (the client should open a new connection instead)`,
+    );
+    // after the current read is processed, so OpenSSL's no_renegotiation alert goes out first
+    setImmediate(() => sock.destroy());
   }
 
   private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): Promise<void> {
