@@ -45,7 +45,7 @@ test('the minimal config gets every documented default', () => {
   assert.deepEqual(l.deny, []);
   assert.equal(l.proxy_protocol, 'off');
   assert.equal(l.upstream, undefined);
-  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 1024, handshake_timeout: 10_000 });
+  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 1024, handshake_timeout: 10_000, send_timeout: 60_000 });
   assert.deepEqual(l.tls, {
     cert: 'pki/server.crt',
     key: 'pki/server.key',

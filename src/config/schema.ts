@@ -328,6 +328,8 @@ const LimitsSchema = strict({
   max_connections: int(0).default(1024),
   // from accept to a finished TLS handshake; a handshake must end, so 0 is refused
   handshake_timeout: duration({ positive: true }).default(10_000),
+  // a client that takes no bytes while some wait for it is closed after this; 0 = never
+  send_timeout: duration().default(60_000),
 });
 
 const IdentitySchema = strict({

@@ -4,7 +4,8 @@
 // peer check, the connection goes to the front end for its protocol (and ALPN).
 // Connection-level limits live here, once for every protocol: limits.max_connections
 // (counted from accept, so handshakes and held-back failed handshakes count),
-// limits.handshake_timeout and the bounded hold of failed handshakes.
+// limits.handshake_timeout, the bounded hold of failed handshakes, and
+// limits.send_timeout (send-timeout.ts). docs/connection-limits.md explains them.
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { startHandshake, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
@@ -18,6 +19,7 @@ import type { Identity } from '../pki/identity-types.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { reasonMessage } from '../tls/verify-result.js';
 import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
+import { SendTimeouts } from './send-timeout.js';
 import { openFileLimit, descriptorsFor } from './fd-limit.js';
 
 /** Front ends by name; a listener creates the ones its protocol needs. */
@@ -116,6 +118,7 @@ export class ListenerServer {
   private readonly sockets = new Set<Socket>();
   /** failed handshakes whose close is being held back (at most MAX_HELD_FAILED_HANDSHAKES) */
   private readonly held = { count: 0 };
+  private readonly sendTimeouts: SendTimeouts;
   /** connections refused at max_connections since the last warning, and when that was */
   private refused = 0;
   private refusedLoggedAt = -Infinity;
@@ -129,6 +132,21 @@ export class ListenerServer {
     this.server = net.createServer({ noDelay: true }, (raw) => this.onConnection(raw));
     // before any socket exists: Node only asks for staples on servers with an OCSPRequest listener
     this.stapling = attachStapling(this.server, () => this.current);
+    this.sendTimeouts = new SendTimeouts((s) => {
+      const rt = this.current;
+      rt.telemetry.log.warn(
+        { event: 'send_timeout', listener: rt.name, remote_addr: s.raw.remoteAddress, queued_bytes: s.queuedBytes, send_timeout_ms: s.timeoutMs },
+        `listener ${rt.name}: closed the connection from ${s.raw.remoteAddress} because its client took no data for ${s.timeoutMs} ms with ${s.queuedBytes} bytes waiting (limits.send_timeout); raise send_timeout if clients this slow are expected`,
+      );
+      // a reset, like nginx's reset_timedout_connection: a plain close would leave the
+      // kernel holding the unsent bytes for a client that is not reading them
+      try {
+        s.raw.resetAndDestroy();
+      } catch {
+        s.raw.destroy();
+      }
+      s.outer.destroy();
+    });
     this.checkFileLimit(runtime);
   }
 
@@ -199,11 +217,13 @@ export class ListenerServer {
       return;
     }
     this.sockets.add(raw);
+    this.sendTimeouts.watch(raw, rt.cfg.limits.send_timeout);
     rt.refs.acquire();
     this.frontendsOf(rt).sockets++;
     rt.telemetry.connection(rt.name, 1);
     raw.once('close', () => {
       this.sockets.delete(raw);
+      this.sendTimeouts.unwatch(raw);
       rt.telemetry.connection(rt.name, -1);
       rt.refs.release();
       const fe = this.frontends.get(rt);
@@ -220,6 +240,7 @@ export class ListenerServer {
     }
     const tlsRt = rt.tls;
     const sock = startHandshake(raw, tlsRt, alpnFor(rt), this.server);
+    this.sendTimeouts.setOuter(raw, sock);
     let secured = false;
     let reported = false;
     let timer: NodeJS.Timeout | undefined;
@@ -350,5 +371,6 @@ export class ListenerServer {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();
+    this.sendTimeouts.stop();
   }
 }
