@@ -179,6 +179,47 @@ test('HTTP/2: a client that opened its flow-control windows wide and stops readi
   await assertHandled(path, sock, stalledAt, 'api');
 });
 
+test('HTTP/2: a client that keeps reading its socket but grants a stream no flow-control window has that stream reset after send_timeout; the upstream is released', async () => {
+  const sock = await connect(cli.ports.api!, ['h2']);
+  sock.on('error', () => undefined);
+  const path = '/stream/h2-window';
+  const headerBlock = Buffer.concat([Buffer.from([0x82, 0x87, 0x04, path.length]), Buffer.from(path), Buffer.from([0x01, 9]), Buffer.from('localhost')]);
+  // default 64 KiB windows and never a WINDOW_UPDATE; every byte that arrives is read
+  sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0)), frame(0x1, 0x5, 1, headerBlock)]));
+  let buf = Buffer.alloc(0);
+  let dataBytes = 0;
+  let rst: number | undefined;
+  let settingsAcked = false;
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+      const len = buf.readUIntBE(0, 3);
+      const type = buf[3]!;
+      const id = buf.readUInt32BE(5) & 0x7fffffff;
+      if (type === 0x0 && id === 1) dataBytes += len;
+      if (type === 0x3 && id === 1) rst = buf.readUInt32BE(9);
+      if (type === 0x4 && (buf[4]! & 1) === 0 && !settingsAcked) {
+        settingsAcked = true;
+        sock.write(frame(0x4, 0x1, 0, Buffer.alloc(0)));
+      }
+      buf = buf.subarray(9 + len);
+    }
+  });
+  assert.ok(await waitFor(() => dataBytes >= 65_535, 10_000), `the proxy sent ${dataBytes} bytes of the first window`);
+  const stalledAt = performance.now();
+  const f = feeds.get(path);
+  assert.ok(f, 'the upstream never started the stream');
+  assert.ok(await waitFor(() => f.closed, 20_000), `the upstream was not released within 20 s (${f.bytes} bytes written)`);
+  assert.ok(f.closedAt - stalledAt >= SEND_TIMEOUT_MS - 50, `released ${Math.round(f.closedAt - stalledAt)} ms after the window ran out`);
+  assert.ok(await waitFor(() => rst !== undefined, 5000), 'no RST_STREAM for the stalled stream');
+  assert.equal(rst, 0x8, 'RST_STREAM error code CANCEL');
+  assert.equal(dataBytes, 65_535, 'more than the granted window was sent');
+  // only the stream is reset: the connection stays open
+  assert.equal(sock.destroyed, false);
+  sock.destroy();
+  assert.match(cli.stderr(), /"event":"send_timeout","listener":"api","remote_addr":"[^"]*","stream":1/);
+});
+
 test('WebSocket: a client that stops reading an endless stream of frames is closed after send_timeout; the upstream is released', async () => {
   const sock = await connect(cli.ports.api!, ['http/1.1']);
   sock.write('GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
