@@ -242,3 +242,18 @@ test('suggestKey finds likely typos and nothing for unrelated words', () => {
   assert.equal(suggestKey('banana', known), undefined);
   assert.equal(suggestKey('listener', ['workers', 'admin', 'log', 'listeners', 'upstreams']), 'listeners');
 });
+
+test('connection limits: max_connections 0 means no limit, handshake_timeout must be above 0, send_timeout 0 turns it off', () => {
+  const withLimits = (limits: Record<string, unknown>) => {
+    const raw = minimal() as { listeners: Record<string, unknown>[] };
+    raw.listeners[0]!.limits = limits;
+    return parse(raw).listeners[0]!.limits;
+  };
+  const l = withLimits({ max_connections: 0, handshake_timeout: '3s', send_timeout: 0 });
+  assert.equal(l.max_connections, 0);
+  assert.equal(l.handshake_timeout, 3000);
+  assert.equal(l.send_timeout, 0);
+  assert.equal(withLimits({ send_timeout: '2m' }).send_timeout, 120_000);
+  assert.throws(() => withLimits({ handshake_timeout: '0s' }), /must be longer than 0/);
+  assert.throws(() => withLimits({ max_connections: -1 }));
+});
