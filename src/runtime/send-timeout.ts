@@ -10,6 +10,7 @@
 // connection: the check is a few field reads, cheaper than re-arming a timer on every
 // write. A stuck connection is therefore closed between send_timeout and send_timeout plus
 // one sweep period (a tenth of send_timeout, between 50 ms and 1 s).
+import { tcpWriteQueueSize } from '../platform/node-internals.js';
 import type { Socket } from 'node:net';
 
 interface Watched {
@@ -30,21 +31,12 @@ export interface Stalled {
   timeoutMs: number;
 }
 
-/**
- * Bytes libuv holds for a TCP socket because the kernel's send buffer is full. Not public
- * API, but Node's own socket timeouts read it (net.js Socket#_onTimeout), and it is the
- * only place that sees bytes written natively by the TLS layer or an Http2Session; the
- * unit test checks it on every supported Node. undefined when the handle lacks it.
- */
-export function tcpWriteQueueSize(raw: Socket): number | undefined {
-  const n = (raw as unknown as { _handle?: { writeQueueSize?: unknown } | null })._handle?.writeQueueSize;
-  return typeof n === 'number' ? n : undefined;
-}
-
 /** The sweep period for a send_timeout: a tenth of it, between 50 ms and 1 s. */
 export function sweepPeriod(timeoutMs: number): number {
   return Math.min(1000, Math.max(50, Math.floor(timeoutMs / 10)));
 }
+
+export { tcpWriteQueueSize };
 
 export class SendTimeouts {
   private readonly watched = new Map<Socket, Watched>();
