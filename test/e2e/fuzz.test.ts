@@ -138,7 +138,7 @@ function report(f: Findings, jobs: Job[]): string {
 test('fuzz harness: the oracle and the reference parsers catch what they claim to', () => {
   const f = new Findings();
   const o = new Oracle();
-  const entry = { input: 'h1:0', listener: 'req' as const, cert: true, method: 'GET', target: '/public?fz=h1-0-0', bodyLength: 0, bodySha: EMPTY_SHA };
+  const entry = { input: 'h1:0', rid: 'h1-0-0', listener: 'req' as const, cert: true, method: 'GET', target: '/public?fz=h1-0-0', bodyLength: 0, bodySha: EMPTY_SHA };
   o.register(entry);
   const ids: [string, string][] = [['x-client-verify', 'SUCCESS'], ['x-client-cn', 'payment-service'], ['x-client-spiffe-id', 'spiffe://example.org/ns/prod/sa/payment'], ['x-forwarded-for', '127.0.0.1'], ['x-forwarded-host', 'localhost']];
   o.check({ method: 'GET', target: '/public?fz=h1-0-0', headers: ids, bodyLength: 0, bodySha: EMPTY_SHA }, f);

@@ -6,7 +6,7 @@
 // documentation predicts.
 import tls from 'node:tls';
 import { parseResponses, referenceRequests, show, type ParsedRequest, type ResponsesParse } from './fuzz-http1-parse.js';
-import { CLIENT_ID, OPT_MAX_BODY, expectedAbsoluteTarget, expectedOriginTarget, expectedRoute, type Findings, type ListenerName, type Normalized, type Oracle } from './fuzz-oracle.js';
+import { CLIENT_ID, OPT_MAX_BODY, expectedAbsoluteTarget, expectedOriginTarget, expectedRoute, requestIdOf, type Findings, type ListenerName, type Normalized, type Oracle } from './fuzz-oracle.js';
 import type { H1Input } from './fuzz-h1-gen.js';
 
 export interface FuzzEndpoint {
@@ -64,14 +64,15 @@ export function registerH1(input: H1Input, oracle: Oracle): ParsedRequest[] {
   const ref = referenceRequests(input.stream);
   for (const r of ref.requests) {
     const v = upstreamView(r);
-    const e = { input: input.id, listener: input.listener, cert: input.cert, method: r.method, target: v.n.ok ? v.n.target : r.target, bodyLength: r.bodyLength, bodySha: r.bodySha };
+    const e = { input: input.id, rid: requestIdOf(r.target, r.headers), listener: input.listener, cert: input.cert, method: r.method, target: v.n.ok ? v.n.target : r.target, bodyLength: r.bodyLength, bodySha: r.bodySha };
     if (r.invalid) oracle.registerInvalid(e, r.invalid);
     else if (!v.n.ok) oracle.registerInvalid(e, `a target the documented normalization refuses (${v.n.reason})`);
     else oracle.register(e);
   }
   if (ref.cut) {
     const v = upstreamView({ ...ref.cut, bodyLength: 0, bodySha: '' });
-    oracle.registerIncomplete({ input: input.id, method: ref.cut.method, target: v.n.ok ? v.n.target : ref.cut.target }, 'the client stopped sending in the middle of the request');
+    const e = { input: input.id, rid: requestIdOf(ref.cut.target, ref.cut.headers), listener: input.listener, cert: input.cert, method: ref.cut.method, target: v.n.ok ? v.n.target : ref.cut.target, bodyLength: 0, bodySha: '' };
+    oracle.registerIncomplete(e, 'the client stopped sending in the middle of the request');
   }
   return ref.requests;
 }
@@ -89,7 +90,11 @@ export async function sendH1(input: H1Input, ep: FuzzEndpoint, expect: readonly 
     chunks.push(d);
     last = Date.now();
   });
-  s.on('error', (e: NodeJS.ErrnoException) => (error ??= e.code ?? e.message));
+  // after a TLS alert Node emits 'error' at once but may hold 'close' back until a write fails
+  s.on('error', (e: NodeJS.ErrnoException) => {
+    error ??= e.code ?? e.message;
+    closed = true;
+  });
   s.on('end', () => (closedByPeer = true));
   s.on('close', () => (closed = true));
   const waitFor = (cond: () => boolean, ms: number) =>
@@ -101,6 +106,7 @@ export async function sendH1(input: H1Input, ep: FuzzEndpoint, expect: readonly 
   await new Promise<void>((resolve) => {
     s.once('secureConnect', resolve);
     s.once('close', resolve);
+    s.once('error', resolve);
   });
   if (input.end === 'stop-reading') s.pause();
   let off = 0;

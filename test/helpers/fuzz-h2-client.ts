@@ -5,7 +5,7 @@
 // plain requests, and that every frame the proxy wrote is well-formed.
 import http2 from 'node:http2';
 import { sha256 } from './fuzz-http1-parse.js';
-import { CLIENT_ID, OPT_MAX_BODY, expectedOriginTarget, expectedRoute, type Findings, type Oracle } from './fuzz-oracle.js';
+import { CLIENT_ID, OPT_MAX_BODY, expectedOriginTarget, expectedRoute, requestIdOf, type Findings, type Oracle } from './fuzz-oracle.js';
 import { connectTls, type FuzzEndpoint } from './fuzz-h1-client.js';
 import { F, FrameReader, T } from './fuzz-h2-wire.js';
 import { referenceH2 } from './fuzz-h2-ref.js';
@@ -20,7 +20,7 @@ function register(oracle: Oracle, input: H2ClientInput | H2RawInput, headers: re
   const path = headers.find(([n]) => n === ':path')?.[1];
   if (method === undefined || path === undefined) return;
   const n = expectedOriginTarget(path);
-  const e = { input: input.id, listener: input.listener, cert: input.cert, method, target: n.ok ? n.target : path, bodyLength: body.length, bodySha: sha256(body) };
+  const e = { input: input.id, rid: requestIdOf(path, headers), listener: input.listener, cert: input.cert, method, target: n.ok ? n.target : path, bodyLength: body.length, bodySha: sha256(body) };
   if (reset) oracle.registerIncomplete(e, 'the client reset the stream (or left it open) before it ended');
   else if (invalid) oracle.registerInvalid(e, invalid.why, invalid.field);
   else if (!n.ok) oracle.registerInvalid(e, `a :path the documented normalization refuses (${n.reason})`);
@@ -172,11 +172,16 @@ export async function sendH2Raw(input: H2RawInput, ep: FuzzEndpoint): Promise<H2
       else if (f.type === T.RST_STREAM || ((f.type === T.HEADERS || f.type === T.DATA) && f.flags & F.END_STREAM)) owed.delete(f.stream);
     }
   });
-  s.on('error', (e: NodeJS.ErrnoException) => (out.error ??= e.code ?? e.message));
+  // after a TLS alert Node emits 'error' at once but may hold 'close' back until a write fails
+  s.on('error', (e: NodeJS.ErrnoException) => {
+    out.error ??= e.code ?? e.message;
+    closed = true;
+  });
   s.on('close', () => (closed = true));
   await new Promise<void>((resolve) => {
     s.once('secureConnect', resolve);
     s.once('close', resolve);
+    s.once('error', resolve);
   });
   out.alpn = s.alpnProtocol;
   let off = 0;

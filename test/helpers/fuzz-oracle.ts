@@ -118,6 +118,8 @@ export function expectedRoute(host: string, path: string, method: string, who: W
 /** A request a fuzz client sent that a correct proxy may forward, and how it must arrive. */
 export interface RefEntry {
   input: string;
+  /** the id of the generated request (X-Fuzz-Id), when the bytes still carry one */
+  rid?: string | undefined;
   listener: ListenerName;
   cert: boolean;
   method: string;
@@ -177,69 +179,86 @@ export interface UpstreamRequest {
   bodySha: string;
 }
 
-/** The registered client requests; checks what the upstream received against them. */
-export class Oracle {
-  /** well-formed requests, by key and by method + target */
-  private readonly valid = new Map<string, RefEntry[]>();
-  private readonly validHeads = new Map<string, RefEntry>();
-  /** by the request id a generated request carries (`h1-12-0`) */
-  private readonly byRequest = new Map<string, RefEntry[]>();
-  /** requests a proxy must refuse (why), and requests the client never finished (how), by key / head */
-  private readonly invalid = new Map<string, { entry: RefEntry; why: string; field?: string | undefined }>();
-  private readonly incomplete = new Map<string, { entry: RefEntry; why: string }>();
+type Kind = 'valid' | 'invalid' | 'incomplete';
 
+interface Registration {
+  kind: Kind;
+  entry: RefEntry;
+  /** invalid: why a proxy must refuse it; incomplete: how it was cut short */
+  why?: string | undefined;
+  /** invalid HTTP/2 requests: the one field at fault */
+  field?: string | undefined;
+}
+
+/**
+ * The registered client requests; checks what the upstream received against them. A
+ * request is looked up by the id it carries (X-Fuzz-Id, else `fz=`), so two inputs that
+ * happen to send the same method and target are never confused; by method, target and
+ * body only when a mutation destroyed the id.
+ */
+export class Oracle {
+  private readonly byId = new Map<string, Registration[]>();
+  private readonly byKey = new Map<string, Registration[]>();
+  private readonly byHead = new Map<string, Registration[]>();
+
+  private add(g: Registration): void {
+    const push = (m: Map<string, Registration[]>, k: string) => {
+      const l = m.get(k);
+      if (l) l.push(g);
+      else m.set(k, [g]);
+    };
+    if (g.entry.rid) push(this.byId, g.entry.rid);
+    push(this.byKey, keyOf(g.entry.method, g.entry.target, g.entry.bodyLength, g.entry.bodySha));
+    push(this.byHead, `${g.entry.method} ${g.entry.target}`);
+  }
+
+  /** A well-formed request: a proxy may forward it, exactly so. */
   register(e: RefEntry): void {
-    const k = keyOf(e.method, e.target, e.bodyLength, e.bodySha);
-    const l = this.valid.get(k);
-    if (l) l.push(e);
-    else this.valid.set(k, [e]);
-    this.validHeads.set(`${e.method} ${e.target}`, e);
-    const id = requestIdOf(e.target);
-    if (id) {
-      const mine = this.byRequest.get(id);
-      if (mine) mine.push(e);
-      else this.byRequest.set(id, [e]);
-    }
+    this.add({ kind: 'valid', entry: e });
   }
 
   /** A request whose framing was clear but which RFC 9112 / 9113 says a proxy must refuse. */
   registerInvalid(e: RefEntry, why: string, field?: string): void {
-    this.invalid.set(keyOf(e.method, e.target, e.bodyLength, e.bodySha), { entry: e, why, field });
+    this.add({ kind: 'invalid', entry: e, why, field });
   }
 
   /** A request the client began but never finished (closed mid-body, reset its stream). */
-  registerIncomplete(e: Pick<RefEntry, 'input' | 'method' | 'target'>, why: string): void {
-    this.incomplete.set(`${e.method} ${e.target}`, { entry: { ...e, listener: 'req', cert: true, bodyLength: 0, bodySha: '' }, why });
+  registerIncomplete(e: RefEntry, why: string): void {
+    this.add({ kind: 'incomplete', entry: e, why });
   }
 
   check(r: UpstreamRequest, f: Findings): void {
     const guess = inputOf(r.target, r.headers);
     const show = `${r.method} ${r.target.slice(0, 120)} (body ${r.bodyLength} bytes)`;
     const key = keyOf(r.method, r.target, r.bodyLength, r.bodySha);
-    const entries = this.valid.get(key);
-    const bad = this.invalid.get(key);
-    if (!entries) {
-      const head = `${r.method} ${r.target}`;
-      const cut = this.incomplete.get(head);
-      const same = this.validHeads.get(head);
-      const rid = requestIdOf(r.target, r.headers);
-      const sibling = rid ? this.byRequest.get(rid)?.find((e) => e.method === r.method && e.bodySha === r.bodySha) : undefined;
+    const rid = requestIdOf(r.target, r.headers);
+    const mine = rid ? this.byId.get(rid) ?? [] : [];
+    const exactIn = (l: Registration[]) => l.filter((g) => keyOf(g.entry.method, g.entry.target, g.entry.bodyLength, g.entry.bodySha) === key && g.kind !== 'incomplete');
+    // what this request's own id says; without a known id (a mangled one), anything with the same key
+    const exact = mine.length > 0 ? exactIn(mine) : exactIn(this.byKey.get(key) ?? []);
+    const valid = exact.filter((g) => g.kind === 'valid');
+    const bad = valid.length === 0 ? exact.find((g) => g.kind === 'invalid') : undefined;
+    if (valid.length === 0) {
+      const heads = [...mine, ...(this.byHead.get(`${r.method} ${r.target}`) ?? [])];
+      const cut = heads.find((g) => g.kind === 'incomplete' && g.entry.method === r.method && g.entry.target === r.target);
+      const same = heads.find((g) => g.kind === 'valid' && g.entry.method === r.method && g.entry.target === r.target);
+      const sibling = mine.find((g) => g.kind === 'valid' && g.entry.method === r.method && g.entry.bodySha === r.bodySha);
       if (bad) {
         // HTTP/2: did the bad field go upstream, or was it dropped and the rest forwarded?
         const kept = bad.field === undefined || isIdentityName(bad.field) ? '' : r.headers.some(([n]) => n.toLowerCase() === bad.field!.toLowerCase()) ? ' (forwarded with the field)' : ' (the field dropped, the rest forwarded)';
-        f.add('invalid-request-forwarded', bad.why.replace(/"[^"]*"/g, '"…"') + kept, bad.entry.input, `${show}: the client's request was invalid (${bad.why}${bad.field ? `, field ${JSON.stringify(bad.field)}` : ''}); RFC 9112 §3.2 / RFC 9113 §8.1.1 say refuse it, the upstream got it`);
+        f.add('invalid-request-forwarded', bad.why!.replace(/"[^"]*"/g, '"…"') + kept, bad.entry.input, `${show}: the client's request was invalid (${bad.why}${bad.field ? `, field ${JSON.stringify(bad.field)}` : ''}); RFC 9112 §3.2 / RFC 9113 §8.1.1 say refuse it, the upstream got it`);
       } else if (cut) {
-        f.add('incomplete-request-forwarded-as-complete', cut.why, cut.entry.input, `${show}: ${cut.why}, yet the upstream got a complete request`);
+        f.add('incomplete-request-forwarded-as-complete', cut.why!, cut.entry.input, `${show}: ${cut.why}, yet the upstream got a complete request`);
       } else if (same) {
-        f.add('upstream-body-differs', 'body bytes differ from what the client sent', same.input, `${show}: the client sent ${same.bodyLength} bytes (sha256 ${same.bodySha.slice(0, 12)}), the upstream got ${r.bodyLength} (sha256 ${r.bodySha.slice(0, 12)})`);
+        f.add('upstream-body-differs', 'body bytes differ from what the client sent', same.entry.input, `${show}: the client sent ${same.entry.bodyLength} bytes (sha256 ${same.entry.bodySha.slice(0, 12)}), the upstream got ${r.bodyLength} (sha256 ${r.bodySha.slice(0, 12)})`);
       } else if (sibling) {
-        f.add('upstream-target-differs', 'the target is not the documented normalization of what the client sent', guess, `${show}: the client's request normalizes to ${sibling.target.slice(0, 120)}`);
+        f.add('upstream-target-differs', 'the target is not the documented normalization of what the client sent', guess, `${show}: the client's request normalizes to ${sibling.entry.target.slice(0, 120)}`);
       } else {
         f.add('upstream-request-not-sent-by-client', 'no client sent a request with this method, target and body', guess, show);
       }
     }
     // the clients that may have sent it (several inputs can send the same request)
-    const senders = entries ?? (bad ? [bad.entry] : []);
+    const senders = (valid.length > 0 ? valid : bad ? [bad] : []).map((g) => g.entry);
     if (senders.length > 0 && senders.every((e) => e.listener === 'req' && !e.cert)) {
       f.add('forwarded-without-certificate', 'the require listener forwarded a request from a client without a certificate', guess, `${show}: x-client-verify=${r.headers.find(([n]) => n.toLowerCase() === 'x-client-verify')?.[1]}`);
     }
