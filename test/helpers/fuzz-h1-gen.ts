@@ -353,5 +353,5 @@ export function genH1(seed: string, n: number): H1Input {
     notes.push(`client closes after ${at} bytes`);
   }
   const big = specs.some((s) => s.headers.some(([n]) => n === 'X-Huge')) || specs.length > 1;
-  return { id: `h1:${n}`, listener, cert, resume: r.chance(0.5), stream, writes: planWrites(r, stream, boundaries, notes), end, notes, plain: !mutated && !big && end === 'wait' && (cert || listener === 'opt') };
+  return { id: `h1:${n}`, listener, cert, resume: r.chance(0.8), stream, writes: planWrites(r, stream, boundaries, notes), end, notes, plain: !mutated && !big && end === 'wait' && (cert || listener === 'opt') };
 }

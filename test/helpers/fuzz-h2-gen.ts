@@ -110,7 +110,7 @@ function baseRequest(r: Rng, id: string, k: number, notes: string[]): { headers:
   if (r.chance(0.4)) for (let i = r.range(1, 4); i > 0; i--) headers.push([r.pick(H2_IDENTITY), `${FORGED}-${i}`]);
   if (r.chance(0.3)) headers.push(['user-agent', 'fuzz-h2']);
   if (r.chance(0.1)) headers.push(['cookie', 'a=1'], ['cookie', 'b=2']);
-  const body = ['POST', 'PUT'].includes(method) || r.chance(0.05) ? r.body(r.weighted([[60, r.range(1, 2000)], [30, r.range(2001, 60_000)], [10, r.range(60_001, 1_000_000)]] as const)) : Buffer.alloc(0);
+  const body = ['POST', 'PUT'].includes(method) || r.chance(0.05) ? r.body(r.weighted([[65, r.range(1, 2000)], [30, r.range(2001, 60_000)], [5, r.range(60_001, 1_000_000)]] as const)) : Buffer.alloc(0);
   if (body.length > 0 && r.chance(0.5)) headers.push(['content-length', String(body.length)]);
   if (odd || auth === null) notes.push(`request ${k}: ${method} ${path} authority=${auth}`);
   return { headers, body, odd: odd || !(auth === 'localhost' || auth === null) };
@@ -123,7 +123,7 @@ export function genH2Client(seed: string, n: number): H2ClientInput {
   // a few clients try the `require` listener without a certificate: the handshake must fail
   const cert = listener === 'req' ? r.chance(0.98) : r.chance(0.7);
   const notes = [`node:http2 client, ${listener} listener${cert ? '' : ', no client certificate'}`];
-  const count = r.weighted([[60, 1], [25, r.range(2, 6)], [10, r.range(7, 30)], [5, r.range(100, 200)]] as const);
+  const count = r.weighted([[62, 1], [25, r.range(2, 6)], [10, r.range(7, 30)], [3, r.range(50, 150)]] as const);
   const reqs: H2ClientInput['reqs'] = [];
   for (let k = 0; k < count; k++) {
     const b = count > 30 ? { headers: [[':method', 'GET'], [':scheme', 'https'], [':path', `/public?fz=${id}-${k}`], [':authority', 'localhost'], ['x-fuzz-id', `${id}-${k}`]] as [string, string][], body: Buffer.alloc(0), odd: false } : baseRequest(r, id, k, notes);
@@ -159,7 +159,7 @@ export function genH2Client(seed: string, n: number): H2ClientInput {
     reqs.push({ stream: 0, headers: hs, body: b.body, invalid, plain: plain && !invalid && reset === 'none', chunks, reset, delay: r.chance(0.2) ? r.range(1, 5) : 0 });
   }
   if (count > 30) notes.push(`${count} streams at once, ${reqs.filter((q) => q.reset !== 'none').length} of them reset`);
-  return { kind: 'client', id: `h2:${n}`, listener, cert, resume: r.chance(0.5), reqs, parallel: count > 30 || r.chance(0.6), notes };
+  return { kind: 'client', id: `h2:${n}`, listener, cert, resume: r.chance(0.8), reqs, parallel: count > 30 || r.chance(0.6), notes };
 }
 
 function setField(h: [string, string][], name: string, value: string): void {
@@ -348,5 +348,5 @@ export function genH2Raw(seed: string, n: number): H2RawInput {
     off += size;
   }
   notes.push(`${writes.length} writes`);
-  return { kind: 'raw', id: `h2:${n}`, listener, cert, resume: r.chance(0.5), bytes, writes, maxStream: next - 2, notes };
+  return { kind: 'raw', id: `h2:${n}`, listener, cert, resume: r.chance(0.8), bytes, writes, maxStream: next - 2, notes };
 }
