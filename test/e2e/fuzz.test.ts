@@ -118,6 +118,7 @@ async function phase(name: string, jobs: Job[], findings: Findings): Promise<Pha
   // the worker serving at the start must still be the one serving, unless a crash was already reported
   if (pidNow !== pid && stats.crashes === 0) findings.add('worker-crash', 'the worker pid changed without a worker_exited log line', undefined, `pid ${pid} -> ${pidNow}`);
   if (pidNow === undefined) findings.add('worker-crash', 'no ready worker in /status after the phase', undefined, JSON.stringify(await proxy.status()));
+  if (ONLY) console.log(`# fuzz ${name}: FUZZ_ONLY selects ${jobs.length} input(s); the others of this seed were not run`);
   console.log(`# fuzz ${name}: seed ${SEED}, ${stats.ran} inputs run, ${stats.notRun} not run, ${stats.crashes} worker crashes, ${up.records.length - from.records} upstream requests, ${stats.ms} ms; slowest inputs: ${stats.slowest.join(', ')}`);
   return stats;
 }
