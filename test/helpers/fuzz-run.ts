@@ -143,7 +143,8 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseStats> {
   }
   const done: Rec[] = [];
   const inFlight = new Set<Rec>();
-  const crashTimes: number[] = [];
+  /** from the worker's death to its replacement serving: inputs overlapping one prove nothing */
+  const crashes: { from: number; to: number }[] = [];
   const knownCrashes = new Set<string>();
   let gate: Promise<void> | null = null;
   let stop = false;
@@ -177,8 +178,12 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseStats> {
     // the crash cut the in-flight inputs' connections: let them settle
     while (inFlight.size > 0) await sleep(10);
     const crash = o.proxy.takeCrash();
-    crashTimes.push(crash.at);
     await o.proxy.recover();
+    crashes.push({ from: crash.at, to: Date.now() });
+    // inputs that started after the worker died met a dead port: run them again
+    for (let i = done.length - 1; i >= 0; i--) {
+      if (done[i]!.start >= crash.at) queue.unshift(done.splice(i, 1)[0]!.job);
+    }
     // likeliest first: inputs whose connection was open when the worker died, by how close
     // their end (the crash cut their connection) was to that moment
     const candidates = done
@@ -192,9 +197,9 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseStats> {
         await sleep(300);
         if (o.proxy.crashed()) {
           culprit = c;
-          o.proxy.takeCrash();
-          crashTimes.push(Date.now());
+          const again = o.proxy.takeCrash();
           await o.proxy.recover();
+          crashes.push({ from: again.at, to: Date.now() });
           knownCrashes.add(crash.signature);
           break;
         }
@@ -202,7 +207,7 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseStats> {
     }
     const who = culprit ? `reproduced alone by ${culprit.id}:\n${culprit.describe()}` : `in flight: ${candidates.map((c) => c.id).join(', ')}${knownCrashes.has(crash.signature) ? ' (signature already reproduced)' : ' (none crashed it alone)'}`;
     o.findings.add('worker-crash', crash.signature, culprit?.id ?? candidates[0]?.id, `${crash.text}\n${who}`);
-    if (crashTimes.length >= o.maxCrashes) stop = true;
+    if (crashes.length >= o.maxCrashes) stop = true;
     gate = null;
     open();
   };
@@ -220,16 +225,16 @@ export async function runPhase(o: PhaseOptions): Promise<PhaseStats> {
   lanesDone = true;
   await w;
   for (const r of done) {
-    const affected = crashTimes.some((t) => t >= r.start - 50 && t <= r.end + 1500);
+    const affected = crashes.some((c) => r.start <= c.to && r.end >= c.from - 50);
     r.job.judge(r.outcome, affected);
   }
   if (queue.length > 0) {
-    const why = crashTimes.length >= o.maxCrashes ? `the worker crashed ${crashTimes.length} times (FUZZ_MAX_CRASHES=${o.maxCrashes})` : `the time budget of ${o.budgetMs} ms ran out (FUZZ_BUDGET_MS)`;
+    const why = crashes.length >= o.maxCrashes ? `the worker crashed ${crashes.length} times (FUZZ_MAX_CRASHES=${o.maxCrashes})` : `the time budget of ${o.budgetMs} ms ran out (FUZZ_BUDGET_MS)`;
     o.findings.add('phase-incomplete', `${queue.length} of ${o.jobs.length} inputs not run`, queue[0]!.id, `stopped because ${why}; first input not run: ${queue[0]!.id}`);
   }
   const slowest = done
     .sort((a, b) => b.end - b.start - (a.end - a.start))
     .slice(0, 5)
     .map((r) => `${r.job.id} (${r.end - r.start} ms)`);
-  return { ran: done.length, notRun: queue.length, crashes: crashTimes.length, ms: Date.now() - started, slowest };
+  return { ran: done.length, notRun: queue.length, crashes: crashes.length, ms: Date.now() - started, slowest };
 }
