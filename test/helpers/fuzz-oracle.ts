@@ -239,7 +239,8 @@ export class Oracle {
     const valid = exact.filter((g) => g.kind === 'valid');
     const bad = valid.length === 0 ? exact.find((g) => g.kind === 'invalid') : undefined;
     if (valid.length === 0) {
-      const heads = [...mine, ...(this.byHead.get(`${r.method} ${r.target}`) ?? [])];
+      // as above: the request's own id decides, other inputs' requests only without one
+      const heads = mine.length > 0 ? mine : this.byHead.get(`${r.method} ${r.target}`) ?? [];
       const cut = heads.find((g) => g.kind === 'incomplete' && g.entry.method === r.method && g.entry.target === r.target);
       const same = heads.find((g) => g.kind === 'valid' && g.entry.method === r.method && g.entry.target === r.target);
       const sibling = mine.find((g) => g.kind === 'valid' && g.entry.method === r.method && g.entry.bodySha === r.bodySha);
