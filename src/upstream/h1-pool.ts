@@ -12,10 +12,15 @@
 // byte is retried once on a new socket for idempotent requests without a body (the
 // upstream closed it while idle: the keep-alive race); nothing is retried after a byte of
 // response or of request body has gone.
+//
+// Every socket holds a slot of the upstream's UpstreamLimiter (limits.max_connections):
+// a request that finds no idle socket and no free slot waits in the limiter's queue, and
+// a socket that turns idle serves the queue's head or closes to hand its slot over.
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { HTTPParser, type NativeParser } from '../proxy/llhttp.js';
 import { contentLength, keepAliveHint, requestHead, upstreamError } from './h1-wire.js';
+import { unlimited, type IdleCloser, type UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 
 export interface H1PoolOptions {
   /** ms to establish the connection (and TLS handshake); 0 = no limit */
@@ -26,6 +31,8 @@ export interface H1PoolOptions {
   tls: ConnectionOptions | undefined;
   /** largest response head accepted, bytes */
   maxHeaderSize?: number;
+  /** the upstream's connection limits, shared with its other pools; none when absent */
+  limiter?: UpstreamLimiter;
 }
 
 export interface H1Request {
@@ -86,9 +93,11 @@ class Countdown {
   }
 }
 
-class Exchange implements H1Call {
+class Exchange implements H1Call, Waiter {
   conn: H1Conn | null = null;
   done = false;
+  /** in the limiter's queue, waiting for a connection slot */
+  waiting = false;
   /** a response byte arrived: never retried after this */
   responded = false;
   /** the whole request (head and body) was written */
@@ -103,9 +112,31 @@ class Exchange implements H1Call {
     readonly handler: H1Handler,
   ) {}
 
+  get owner(): H1Pool {
+    return this.pool;
+  }
+
+  /** A slot was taken for us: open a socket (the pool may have closed meanwhile). */
+  granted(): void {
+    this.waiting = false;
+    this.pool.openFor(this);
+  }
+
+  expired(err: UpstreamOverloaded): void {
+    this.waiting = false;
+    if (this.done) return;
+    this.done = true;
+    this.handler.onResponseError(err);
+  }
+
   abort(err: Error): void {
     if (this.done) return;
     this.done = true;
+    if (this.waiting) {
+      // the client left while waiting for a slot: leave the queue, nothing was sent
+      this.waiting = false;
+      this.pool.limiter.cancel(this);
+    }
     const c = this.conn;
     this.conn = null;
     if (c) {
@@ -129,6 +160,8 @@ class H1Conn {
   readonly socket: net.Socket;
   readonly parser: NativeParser;
   ex: Exchange | null = null;
+  /** holds one of the limiter's connection slots until it is forgotten */
+  counted = true;
   /** served a request before: a failure may be the keep-alive race */
   reused = false;
   paused = false;
@@ -445,12 +478,13 @@ function drained(sock: net.Socket): Promise<void> {
   });
 }
 
-export class H1Pool {
+export class H1Pool implements IdleCloser {
   readonly host: string;
   readonly port: number;
   /** Host header when the request has none */
   readonly defaultHost: string;
   tlsSession: Buffer | undefined;
+  readonly limiter: UpstreamLimiter;
   private readonly idle: H1Conn[] = [];
   private readonly all = new Set<H1Conn>();
   private closed = false;
@@ -463,6 +497,8 @@ export class H1Pool {
     this.host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     this.port = url.port ? Number(url.port) : secure ? 443 : 80;
     this.defaultHost = url.host;
+    this.limiter = options.limiter ?? unlimited(url.host);
+    this.limiter.addIdleCloser(this);
   }
 
   /** Starts one request; the handler hears how it ends. */
@@ -489,15 +525,44 @@ export class H1Pool {
       if (!s.destroyed && s.writable && !s.readableEnded) break;
       conn.destroy();
     }
-    if (!conn) conn = this.open();
-    conn.send(ex);
+    if (conn) conn.send(ex);
+    else this.acquire(ex);
     return ex;
   }
 
+  /** The retry after the keep-alive race: a new socket, through the limiter like any other. */
   sendFresh(ex: Exchange): void {
     if (this.closed) {
       ex.done = true;
       ex.handler.onResponseError(upstreamError('PCL_UPSTREAM_CLOSED', 'the upstream pool was closed by a reload'));
+      return;
+    }
+    this.acquire(ex);
+  }
+
+  /** A new socket for ex when a slot is free, else a place in the limiter's queue, else 503. */
+  private acquire(ex: Exchange): void {
+    if (this.limiter.tryOpen()) {
+      this.open().send(ex);
+      return;
+    }
+    if (this.limiter.wait(ex)) {
+      ex.waiting = true;
+      return;
+    }
+    ex.done = true;
+    ex.handler.onResponseError(this.limiter.pendingRefusal());
+  }
+
+  /** ex waited and got a slot. */
+  openFor(ex: Exchange): void {
+    if (ex.done || this.closed) {
+      // the slot is not needed after all: pass it on
+      this.limiter.closed();
+      if (!ex.done) {
+        ex.done = true;
+        ex.handler.onResponseError(upstreamError('PCL_UPSTREAM_CLOSED', 'the upstream pool was closed by a reload'));
+      }
       return;
     }
     this.open().send(ex);
@@ -514,6 +579,18 @@ export class H1Pool {
       c.destroy();
       return;
     }
+    // a request waits for this endpoint: serve it on this socket at once
+    const next = this.limiter.takeHeadFor(this) as Exchange | undefined;
+    if (next) {
+      next.waiting = false;
+      c.send(next);
+      return;
+    }
+    // a request waits for another endpoint: closing this socket hands it our slot
+    if (this.limiter.mustYield()) {
+      c.destroy();
+      return;
+    }
     c.armIdle();
     this.idle.push(c);
   }
@@ -523,6 +600,18 @@ export class H1Pool {
     const i = this.idle.indexOf(c);
     if (i >= 0) this.idle.splice(i, 1);
     this.all.delete(c);
+    if (c.counted) {
+      c.counted = false;
+      this.limiter.closed();
+    }
+  }
+
+  /** The limiter needs a slot for another endpoint: close our least recently used idle socket. */
+  closeIdle(): boolean {
+    const c = this.idle[0];
+    if (!c) return false;
+    c.destroy();
+    return true;
   }
 
   /** sockets open now (idle or busy) */
@@ -533,6 +622,7 @@ export class H1Pool {
   /** Closes idle sockets now and busy ones when their response ends. */
   close(): Promise<void> {
     this.closed = true;
+    this.limiter.removeIdleCloser(this);
     for (const c of [...this.idle]) c.destroy();
     return Promise.resolve();
   }

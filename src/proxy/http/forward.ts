@@ -54,6 +54,10 @@ export function classifyUpstreamError(err: Error & { code?: string }, upstream: 
   if (code === 'PCL_BODY_TOO_LARGE') {
     return { code: 'body_too_large', message: `${err.message}; send less or raise limits.max_body_bytes` };
   }
+  if (code === 'PCL_UPSTREAM_OVERLOADED') {
+    // the limiter's message names the upstream, the limit reached and what to raise
+    return { code: 'upstream_overloaded', message: err.message };
+  }
   if (code === 'PCL_UPSTREAM_CONNECT_TIMEOUT') {
     return { code: 'upstream_timeout', message: `upstream ${upstream} (${endpoint}) did not accept a connection in time; check that it is up and reachable` };
   }

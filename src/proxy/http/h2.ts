@@ -3,6 +3,13 @@
 // measured no slower than the compatibility API and gives trailers-only responses and
 // extended CONNECT directly). Requests run the same admission pipeline as HTTP/1.1;
 // gRPC calls are forwarded over h2 end to end and refused with gRPC statuses.
+//
+// Abuse of one connection costs that connection only (docs/limits-upstream-and-http2.md):
+// limits.max_concurrent_streams is advertised in SETTINGS and enforced by nghttp2
+// (REFUSED_STREAM past it); a stream the client resets gives its upstream request and
+// connection slots back at once; and a connection whose client resets most of its
+// streams right after opening them (rapid reset, CVE-2023-44487) is closed with GOAWAY
+// ENHANCE_YOUR_CALM, on top of nghttp2's own RST_STREAM rate limit.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
@@ -16,7 +23,31 @@ import { headerMapOf } from '../request-headers.js';
 import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
 import { handleH2WebSocket } from './websocket.js';
 
-const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+/**
+ * Rapid reset: Envoy's rule and defaults (premature_reset_total_stream_count,
+ * premature_reset_min_stream_lifetime_seconds). Once a connection has opened this many
+ * streams and at least half of them were reset by the client within the lifetime below,
+ * before their response was complete, the connection is closed.
+ */
+export const PREMATURE_RESET_MIN_STREAMS = 500;
+export const PREMATURE_RESET_LIFETIME_MS = 1_000;
+
+/** What one HTTP/2 connection has done so far. */
+interface SessionState {
+  conn: ConnState;
+  streams: number;
+  premature: number;
+}
+
+/** Marks streams portcullis itself reset: they are not the client's premature resets. */
+const kResetByUs = Symbol('portcullis.resetByUs');
+
+function resetStream(stream: ServerHttp2Stream, code: number): void {
+  (stream as unknown as Record<symbol, boolean>)[kResetByUs] = true;
+  stream.close(code);
+}
 
 class BodyTooLarge extends Error {
   code = 'PCL_BODY_TOO_LARGE';
@@ -122,17 +153,34 @@ function headerListSize(raw: readonly string[]): number {
 
 export function h2Frontend(rt: ListenerRuntime): Frontend {
   const maxHeader = rt.cfg.limits.max_header_bytes;
+  const maxStreams = rt.cfg.limits.max_concurrent_streams;
   const server = http2.createServer({
     // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
     maxHeaderListPairs: 2000,
-    settings: { enableConnectProtocol: true, maxHeaderListSize: Math.max(2 * maxHeader, 65_535) },
+    // Node's defaults, stated because they are part of the flood defence: a session whose
+    // client keeps opening streams Node must refuse, or keeps sending invalid frames, ends
+    maxSessionRejectedStreams: 100,
+    maxSessionInvalidFrames: 1000,
+    // nghttp2's RST_STREAM token bucket (CVE-2023-44487), at nghttp2's own defaults: Node 22
+    // and 24 take the options, Node 20's nghttp2 applies the same numbers by itself
+    ...({ streamResetBurst: 1000, streamResetRate: 33 } as object),
+    settings: {
+      enableConnectProtocol: true,
+      maxHeaderListSize: Math.max(2 * maxHeader, 65_535),
+      // advertised and enforced by nghttp2: streams past it get RST_STREAM REFUSED_STREAM
+      maxConcurrentStreams: maxStreams,
+    },
   });
   const sessions = new Set<ServerHttp2Session>();
-  const conns = new WeakMap<ServerHttp2Session, ConnState>();
+  const states = new WeakMap<ServerHttp2Session, SessionState>();
   let accepting: ConnState | undefined;
   server.on('session', (session: ServerHttp2Session) => {
     const conn = accepting!;
-    conns.set(session, conn);
+    states.set(session, { conn, streams: 0, premature: 0 });
+    // the server's SETTINGS come from the configuration it was created with; a reload may
+    // have changed the limit since
+    const wanted = conn.listener.cfg.limits.max_concurrent_streams;
+    if (wanted !== maxStreams) session.settings({ maxConcurrentStreams: wanted });
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     // idle: GOAWAY, streams in flight still finish
@@ -144,12 +192,15 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
     // a stream reset by the client emits 'error'; unhandled it would end the process
     stream.on('error', () => undefined);
-    const conn = conns.get(stream.session as ServerHttp2Session);
-    if (!conn) {
-      stream.close(NGHTTP2_INTERNAL_ERROR);
+    const session = stream.session as ServerHttp2Session;
+    const st = states.get(session);
+    if (!st) {
+      resetStream(stream, NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    onStream(stream, conn, headers, flags, rawHeaders);
+    st.streams++;
+    watchPrematureReset(stream, session, st);
+    onStream(stream, st.conn, headers, flags, rawHeaders);
   });
   return {
     accept(sock, conn) {
@@ -169,6 +220,28 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
       for (const s of sessions) if (!s.closed) s.close();
     },
   };
+}
+
+/**
+ * Counts the stream as a premature reset if the client resets it within
+ * PREMATURE_RESET_LIFETIME_MS, before its response was complete; closes the connection
+ * when those are at least half of PREMATURE_RESET_MIN_STREAMS or more streams.
+ */
+function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Session, st: SessionState): void {
+  const opened = performance.now();
+  stream.once('close', () => {
+    if (stream.writableFinished || (stream as unknown as Record<symbol, boolean>)[kResetByUs]) return;
+    if (performance.now() - opened > PREMATURE_RESET_LIFETIME_MS) return;
+    st.premature++;
+    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || session.destroyed) return;
+    const l = st.conn.listener;
+    l.telemetry.log.warn(
+      { event: 'h2_rapid_reset', listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
+      `closed an HTTP/2 connection from ${st.conn.remoteAddress}: it reset ${st.premature} of its ${st.streams} streams right after opening them (rapid reset)`,
+    );
+    // GOAWAY with ENHANCE_YOUR_CALM, then the socket closes: the streams on it end too
+    session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+  });
 }
 
 function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
@@ -267,7 +340,7 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
         // the response has begun: end it with a status the gRPC client understands
         sink.end({ 'grpc-status': String(grpcStatusFor(error.code)), 'grpc-message': encodeGrpcMessage(error.message) });
       } else if (!stream.destroyed) {
-        stream.close(NGHTTP2_INTERNAL_ERROR);
+        resetStream(stream, NGHTTP2_INTERNAL_ERROR);
       }
       log(r.status, { bytesIn, bytesOut: r.bytesOut, error: error.cause });
     },
