@@ -23,7 +23,7 @@ import { headerMapOf } from '../request-headers.js';
 import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
 import { handleH2WebSocket } from './websocket.js';
 
-const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
 /**
  * Rapid reset: Envoy's rule and defaults (premature_reset_total_stream_count,
@@ -230,7 +230,10 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
 function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Session, st: SessionState): void {
   const opened = performance.now();
   stream.once('close', () => {
-    if (stream.writableFinished || (stream as unknown as Record<symbol, boolean>)[kResetByUs]) return;
+    if ((stream as unknown as Record<symbol, boolean>)[kResetByUs]) return;
+    // a stream that ended normally closes with NO_ERROR after its response; a client may
+    // also reset with NO_ERROR, which counts when nothing was answered yet
+    if (stream.rstCode === NGHTTP2_NO_ERROR && stream.headersSent) return;
     if (performance.now() - opened > PREMATURE_RESET_LIFETIME_MS) return;
     st.premature++;
     if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || session.destroyed) return;
@@ -239,8 +242,10 @@ function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Sess
       { event: 'h2_rapid_reset', listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
       `closed an HTTP/2 connection from ${st.conn.remoteAddress}: it reset ${st.premature} of its ${st.streams} streams right after opening them (rapid reset)`,
     );
-    // GOAWAY with ENHANCE_YOUR_CALM, then the socket closes: the streams on it end too
-    session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+    // GOAWAY with ENHANCE_YOUR_CALM, then the socket closes: the streams on it end too.
+    // (With an error: destroy(undefined, code) sends NO_ERROR, as undefined takes the error
+    // parameter's default, which is a code. The error goes to 'sessionError'.)
+    session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM);
   });
 }
 

@@ -1,0 +1,118 @@
+// Rapid reset (CVE-2023-44487 class) through the real CLI: several connections each send
+// HEADERS then RST_STREAM in a loop, as fast as they can. The worker must not exit, must
+// not open unbounded upstream connections, must keep serving a normal client during the
+// flood, and must leak no upstream connection afterwards; each flooding connection is
+// closed with GOAWAY ENHANCE_YOUR_CALM. Functional, not timed: the CPU cost is measured
+// by bench/rapid-reset.ts.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { startEchoUpstream, startCli, tempDir, cleanup, tlsListener, type EchoUpstream, type RunningCli } from '../helpers/proxy.js';
+import { connectRawH2, headers, requestBlock, rstStream, CODE, type RawH2 } from '../helpers/h2-frames.js';
+
+const CONNECTIONS = 8;
+/** pairs each connection tries to send: well past the point where it must be cut off */
+const PAIRS = 3_000;
+const MAX_CONNECTIONS = 16;
+
+let pki: TestPki;
+let dir: string;
+let cli: RunningCli;
+let up: EchoUpstream;
+const sockets = { accepted: 0, open: 0, peak: 0 };
+
+before(async () => {
+  dir = tempDir();
+  pki = await makeTestPki(`${dir}/pki`);
+  up = await startEchoUpstream();
+  up.server.on('connection', (s: net.Socket) => {
+    sockets.accepted++;
+    sockets.open++;
+    sockets.peak = Math.max(sockets.peak, sockets.open);
+    s.once('close', () => sockets.open--);
+  });
+  cli = await startCli(
+    {
+      listeners: [tlsListener(pki)],
+      // idle upstream sockets close after 1 s, so a leak shows as sockets that stay open
+      upstreams: { app: { endpoints: [up.url], timeouts: { idle: '1s' }, limits: { max_connections: MAX_CONNECTIONS } } },
+    },
+    { dir },
+  );
+});
+
+after(async () => {
+  await cli?.stop();
+  await up?.close();
+  cleanup(dir);
+});
+
+const tlsOpts = () => ({ ca: readFileSync(pki.ca.cert), cert: readFileSync(pki.client.cert), key: readFileSync(pki.client.key) });
+
+async function get(path: string): Promise<number> {
+  const s = http2.connect(`https://localhost:${cli.port}`, tlsOpts());
+  s.on('error', () => undefined);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const r = s.request({ ':path': path });
+      let status = 0;
+      r.on('response', (h) => (status = Number(h[':status'])));
+      r.resume();
+      r.on('end', () => resolve(status));
+      r.on('error', reject);
+    });
+  } finally {
+    s.close();
+  }
+}
+
+/** HEADERS (GET, END_STREAM) then RST_STREAM CANCEL, 100 pairs per write, until PAIRS or the server closes. */
+async function resetFlood(raw: RawH2): Promise<number> {
+  const block = requestBlock('GET', '/flood');
+  let id = 1;
+  let sent = 0;
+  while (sent < PAIRS && !raw.sock.destroyed && raw.sock.writable) {
+    const batch: Buffer[] = [];
+    for (let i = 0; i < 100; i++, sent++, id += 2) batch.push(headers(id, block, true), rstStream(id, CODE.CANCEL));
+    raw.write(Buffer.concat(batch));
+    await raw.drained();
+    await sleep(0);
+  }
+  return sent;
+}
+
+test('a rapid-reset flood on several connections: each is closed with ENHANCE_YOUR_CALM, upstream sockets stay bounded, a normal client gets 200 during and after, nothing is leaked', async () => {
+  const raws = await Promise.all(
+    Array.from({ length: CONNECTIONS }, () => connectRawH2({ port: cli.port, ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key, ackSettings: true })),
+  );
+  const floods = raws.map((r) => resetFlood(r));
+  // a normal client in the middle of it
+  const during = get('/during');
+  const sent = await Promise.all(floods);
+  assert.equal(await during, 200, 'a normal request is served during the flood');
+
+  for (const [i, raw] of raws.entries()) {
+    await Promise.race([raw.closed, sleep(5_000)]);
+    assert.ok(raw.sock.destroyed, `flood connection ${i} was closed by the server (it sent ${sent[i]} pairs)`);
+    const goaway = raw.goaway();
+    assert.equal(goaway?.code, CODE.ENHANCE_YOUR_CALM, `flood connection ${i} got GOAWAY ENHANCE_YOUR_CALM`);
+    // the last stream the server processed: it stopped long before the end of the flood
+    assert.ok(goaway!.lastStreamId < 2 * PAIRS - 1, `flood connection ${i} was cut off (last stream ${goaway!.lastStreamId})`);
+  }
+  assert.match(cli.stderr(), /"event":"h2_rapid_reset"/);
+  assert.ok(sockets.peak <= MAX_CONNECTIONS, `the upstream saw ${sockets.peak} sockets at once`);
+
+  // the worker survived and still serves, and the upstream sockets the flood caused are
+  // not leaked: once idle they close (timeouts.idle 1 s)
+  assert.equal(await get('/after'), 200);
+  assert.equal(up.received.at(-1)?.url, '/after');
+  const deadline = Date.now() + 5_000;
+  while (sockets.open > 0 && Date.now() < deadline) await sleep(50);
+  assert.equal(sockets.open, 0, 'no upstream socket left open');
+  assert.equal(cli.proc.exitCode, null);
+  assert.doesNotMatch(cli.stderr(), /worker_exited/);
+});
