@@ -39,7 +39,10 @@ interface SessionState {
   conn: ConnState;
   streams: number;
   premature: number;
+  /** sent GOAWAY for rapid reset; closing */
+  cutOff: boolean;
 }
+
 
 /** Marks streams portcullis itself reset: they are not the client's premature resets. */
 const kResetByUs = Symbol('portcullis.resetByUs');
@@ -176,7 +179,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   let accepting: ConnState | undefined;
   server.on('session', (session: ServerHttp2Session) => {
     const conn = accepting!;
-    states.set(session, { conn, streams: 0, premature: 0 });
+    states.set(session, { conn, streams: 0, premature: 0, cutOff: false });
     // the server's SETTINGS come from the configuration it was created with; a reload may
     // have changed the limit since
     const wanted = conn.listener.cfg.limits.max_concurrent_streams;
@@ -200,7 +203,14 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
     }
     st.streams++;
     watchPrematureReset(stream, session, st);
-    onStream(stream, st.conn, headers, flags, rawHeaders);
+    // Served on the next turn of the event loop, once the rest of what was read with it
+    // has been processed: a stream its client reset in the same read (rapid reset) then
+    // costs no admission and no upstream request. Data frames meanwhile wait in the stream.
+    const start = performance.now();
+    setImmediate(() => {
+      if (stream.destroyed) return logClientReset(st.conn, start, headers);
+      onStream(stream, st.conn, headers, flags, rawHeaders, start);
+    });
   });
   return {
     accept(sock, conn) {
@@ -236,21 +246,32 @@ function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Sess
     if (stream.rstCode === NGHTTP2_NO_ERROR && stream.headersSent) return;
     if (performance.now() - opened > PREMATURE_RESET_LIFETIME_MS) return;
     st.premature++;
-    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || session.destroyed) return;
+    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || st.cutOff || session.destroyed) return;
+    st.cutOff = true;
     const l = st.conn.listener;
     l.telemetry.log.warn(
       { event: 'h2_rapid_reset', listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
       `closed an HTTP/2 connection from ${st.conn.remoteAddress}: it reset ${st.premature} of its ${st.streams} streams right after opening them (rapid reset)`,
     );
-    // GOAWAY with ENHANCE_YOUR_CALM, then the socket closes: the streams on it end too.
+    // GOAWAY with ENHANCE_YOUR_CALM: nghttp2 opens no stream after it. The session is
+    // destroyed on the next turn: destroyed now, inside the processing of what was read, it
+    // would close the socket before the GOAWAY has been written.
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
     // (With an error: destroy(undefined, code) sends NO_ERROR, as undefined takes the error
     // parameter's default, which is a code. The error goes to 'sessionError'.)
-    session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM);
+    setImmediate(() => session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM));
   });
 }
 
-function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
-  const start = performance.now();
+/** nginx's 499: the client closed the request (reset its stream) before it was served. */
+const CLIENT_CLOSED = 499;
+
+function logClientReset(conn: ConnState, start: number, headers: IncomingHttpHeaders): void {
+  const path = headers[':path'];
+  logRequest(conn, start, randomUUID(), String(headers[':method'] ?? 'GET'), path === undefined ? '' : String(path), CLIENT_CLOSED, { error: 'client_reset' });
+}
+
+function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[], start: number): void {
   const l = conn.listener;
   const method = String(headers[':method'] ?? 'GET');
   const rawPath = headers[':path'];
