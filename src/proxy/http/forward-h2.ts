@@ -8,7 +8,7 @@ import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:
 import { Readable } from 'node:stream';
 import type { Endpoint } from '../../upstream/pool.js';
 import type { H2StreamRequest } from '../../upstream/h2-session-pool.js';
-import { classifyUpstreamError, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
+import { classifyUpstreamError, upstreamCause, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -90,7 +90,7 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
     const e = classifyUpstreamError(root, upstreamName, f.endpoint.label);
     if (stream && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     pending?.cancel();
-    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: root.code ?? root.message } });
+    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: upstreamCause(root) } });
   };
   // the client went away (a reset stream, a closed connection): stop the upstream stream,
   // or leave the queue for a connection, at once

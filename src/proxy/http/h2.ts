@@ -156,7 +156,6 @@ function headerListSize(raw: readonly string[]): number {
 
 export function h2Frontend(rt: ListenerRuntime): Frontend {
   const maxHeader = rt.cfg.limits.max_header_bytes;
-  const maxStreams = rt.cfg.limits.max_concurrent_streams;
   const server = http2.createServer({
     // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
     maxHeaderListPairs: 2000,
@@ -164,14 +163,16 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
     // client keeps opening streams Node must refuse, or keeps sending invalid frames, ends
     maxSessionRejectedStreams: 100,
     maxSessionInvalidFrames: 1000,
-    // nghttp2's RST_STREAM token bucket (CVE-2023-44487), at nghttp2's own defaults: Node 22
-    // and 24 take the options, Node 20's nghttp2 applies the same numbers by itself
+    // nghttp2's RST_STREAM token bucket (CVE-2023-44487), at nghttp2's own defaults: Node
+    // 22.11+ and 24 take the options; on Node 20 nghttp2 applies the same numbers by itself
     ...({ streamResetBurst: 1000, streamResetRate: 33 } as object),
     settings: {
       enableConnectProtocol: true,
       maxHeaderListSize: Math.max(2 * maxHeader, 65_535),
-      // advertised and enforced by nghttp2: streams past it get RST_STREAM REFUSED_STREAM
-      maxConcurrentStreams: maxStreams,
+      // advertised and enforced by nghttp2: streams past it get RST_STREAM REFUSED_STREAM.
+      // (A front end is made per configuration generation: a reload's new value applies to
+      // new connections.)
+      maxConcurrentStreams: rt.cfg.limits.max_concurrent_streams,
     },
   });
   const sessions = new Set<ServerHttp2Session>();
@@ -180,10 +181,6 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   server.on('session', (session: ServerHttp2Session) => {
     const conn = accepting!;
     states.set(session, { conn, streams: 0, premature: 0, cutOff: false });
-    // the server's SETTINGS come from the configuration it was created with; a reload may
-    // have changed the limit since
-    const wanted = conn.listener.cfg.limits.max_concurrent_streams;
-    if (wanted !== maxStreams) session.settings({ maxConcurrentStreams: wanted });
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     // idle: GOAWAY, streams in flight still finish
