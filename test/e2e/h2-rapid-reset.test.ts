@@ -107,15 +107,22 @@ test('a rapid-reset flood on several connections: each is closed with ENHANCE_YO
   const sent = await Promise.all(floods);
   assert.equal(await during, 200, 'a normal request is served during the flood');
 
+  let ours = 0;
   for (const [i, raw] of raws.entries()) {
     await Promise.race([raw.closed, sleep(5_000)]);
     assert.ok(raw.sock.destroyed, `flood connection ${i} was closed by the server (it sent ${sent[i]} pairs)`);
     const goaway = raw.goaway();
-    assert.equal(goaway?.code, CODE.ENHANCE_YOUR_CALM, `flood connection ${i} got GOAWAY ENHANCE_YOUR_CALM`);
+    // ENHANCE_YOUR_CALM: portcullis' premature-reset rule. INTERNAL_ERROR: nghttp2's own
+    // reset limits, which on Node 22 and 24 (nghttp2 1.64+, which also counts the resets it
+    // sends) may trip first; Node then closes the connection too.
+    assert.ok(goaway && (goaway.code === CODE.ENHANCE_YOUR_CALM || goaway.code === CODE.INTERNAL_ERROR), `flood connection ${i} got GOAWAY ${goaway?.code}`);
+    if (goaway.code === CODE.ENHANCE_YOUR_CALM) ours++;
     // the last stream the server processed: it stopped long before the end of the flood
-    assert.ok(goaway!.lastStreamId < 2 * PAIRS - 1, `flood connection ${i} was cut off (last stream ${goaway!.lastStreamId})`);
+    assert.ok(goaway.lastStreamId < 2 * PAIRS - 1, `flood connection ${i} was cut off (last stream ${goaway.lastStreamId})`);
   }
-  assert.match(cli.stderr(), /"event":"h2_rapid_reset"/);
+  if (ours > 0) assert.match(cli.stderr(), /"event":"h2_rapid_reset"/);
+  // Node 20's nghttp2 has only the RST_STREAM token bucket (1,000): the cut-off at 500 is ours
+  if (process.versions.node.startsWith('20.')) assert.equal(ours, CONNECTIONS);
   assert.ok(sockets.peak <= MAX_CONNECTIONS, `the upstream saw ${sockets.peak} sockets at once`);
 
   // the worker survived and still serves, and the upstream sockets the flood caused are
