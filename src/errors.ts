@@ -78,6 +78,8 @@ export const HttpErrors = {
   misdirected_request: 421,
   upstream_unavailable: 502,
   no_healthy_upstream: 503,
+  /** upstreams.<name>.limits reached: connections, waiting requests or requests in flight */
+  upstream_overloaded: 503,
   upstream_timeout: 504,
 } as const;
 

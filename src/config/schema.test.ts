@@ -46,7 +46,7 @@ test('the minimal config gets every documented default', () => {
   assert.equal(l.proxy_protocol, 'off');
   assert.equal(l.merge_slashes, true);
   assert.equal(l.upstream, undefined);
-  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 1024, handshake_timeout: 10_000, send_timeout: 60_000, max_headers: 100 });
+  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 1024, handshake_timeout: 10_000, send_timeout: 60_000, max_headers: 100, max_concurrent_streams: 128 });
   assert.deepEqual(l.tls, {
     cert: 'pki/server.crt',
     key: 'pki/server.key',
@@ -66,6 +66,7 @@ test('the minimal config gets every documented default', () => {
     endpoints: ['http://127.0.0.1:8080'],
     balance: 'round_robin',
     timeouts: { connect: 2_000, request: 30_000, idle: 60_000 },
+    limits: { max_connections: 1024, max_pending: 1024, max_requests: 1024 },
   });
 });
 

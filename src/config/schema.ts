@@ -324,6 +324,22 @@ const RouteSchema = strict({
   timeout: duration().optional(),
 });
 
+/**
+ * A count that must be at least 1, where 0 would make the thing it bounds refuse everything
+ * (a listener whose HTTP/2 clients may open no stream, an upstream that takes no request).
+ * `zero` says what 0 would do; the message names the default to go back to.
+ */
+function atLeastOne(zero: string, fallback: number, max = Number.MAX_SAFE_INTEGER) {
+  return z
+    .number()
+    .int()
+    .max(max)
+    .superRefine((v, ctx) => {
+      if (v < 1) ctx.addIssue({ code: 'custom', message: `${v} ${zero}; use 1 or more (the default is ${fallback})` });
+    })
+    .default(fallback);
+}
+
 const LimitsSchema = strict({
   max_header_bytes: int(1).default(16_384),
   max_body_bytes: int(0).default(0),
@@ -338,6 +354,8 @@ const LimitsSchema = strict({
   send_timeout: duration().default(60_000),
   /** header fields per request (HTTP/2: after joining cookie crumbs); more gets 431 */
   max_headers: int(1).default(100),
+  /** HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS) */
+  max_concurrent_streams: atLeastOne('would let HTTP/2 clients open no stream at all', 128, 2 ** 31 - 1),
 });
 
 const IdentitySchema = strict({
@@ -411,6 +429,16 @@ const UpstreamTlsSchema = strict({
   verify_names: stringList(nonEmpty()).default(() => []),
 });
 
+/**
+ * How much of an upstream one worker process may use at once (docs/limits-upstream-and-http2.md):
+ * open connections of every kind, requests waiting for a connection, requests in flight.
+ */
+const UpstreamLimitsSchema = strict({
+  max_connections: atLeastOne('would let no request reach this upstream', 1024),
+  max_pending: atLeastOne('would refuse every request that finds all connections busy (nothing may wait)', 1024),
+  max_requests: atLeastOne('would refuse every request to this upstream', 1024),
+});
+
 const UpstreamSchema = strict({
   endpoints: stringList(endpoint).refine((l) => l.length > 0, { message: 'must not be empty; list at least one URL, e.g. http://127.0.0.1:8080' }),
   balance: z.enum(['round_robin', 'least_request', 'random']).default('round_robin'),
@@ -421,6 +449,7 @@ const UpstreamSchema = strict({
   }).prefault({}),
   health_check: HealthCheckSchema.optional(),
   tls: UpstreamTlsSchema.optional(),
+  limits: UpstreamLimitsSchema.prefault({}),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -472,6 +501,7 @@ export type RuleConfig = ListenerConfig['allow'][number];
 export type UpstreamConfig = Config['upstreams'][string];
 export type UpstreamTlsConfig = NonNullable<UpstreamConfig['tls']>;
 export type HealthCheckConfig = NonNullable<UpstreamConfig['health_check']>;
+export type UpstreamLimitsConfig = UpstreamConfig['limits'];
 export type ClientAuth = z.output<typeof ClientAuthSchema>;
 export type IdentityHeaderFormat = z.output<typeof IdentityHeaderSchema>;
 

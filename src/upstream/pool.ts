@@ -1,11 +1,13 @@
 // Upstream endpoint pools: one H1Pool (keep-alive, connection reuse) per http/https
 // endpoint, HTTP/2 sessions for h2c endpoints (and for gRPC to https endpoints, ALPN h2),
 // chosen round robin. Built once per configuration generation and closed when the
-// generation is released.
+// generation is released. All pools of an upstream share one UpstreamLimiter
+// (upstreams.<name>.limits), which also bounds its WebSocket connections.
 import type { ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls } from './upstream-tls.js';
 import { H2SessionPool } from './h2-session-pool.js';
 import { H1Pool } from './h1-pool.js';
+import { UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 
@@ -26,12 +28,15 @@ export class UpstreamPool {
   readonly endpoints: Endpoint[];
   readonly requestTimeout: number;
   readonly idleTimeout: number;
+  readonly limiter: UpstreamLimiter;
   private next = 0;
 
   constructor(name: string, cfg: UpstreamConfig, field: string) {
     this.name = name;
     this.requestTimeout = cfg.timeouts.request;
     this.idleTimeout = cfg.timeouts.idle;
+    // a request waits for a connection at most as long as a connection may take to open
+    const limiter = (this.limiter = new UpstreamLimiter(name, cfg.limits, cfg.timeouts.connect || cfg.timeouts.request));
     const tlsOpts: ConnectionOptions | undefined = cfg.tls ? buildUpstreamTls(cfg.tls, `${field}.tls`) : undefined;
     this.endpoints = cfg.endpoints.map((raw, i) => {
       const url = new URL(raw);
@@ -43,11 +48,11 @@ export class UpstreamPool {
       }
       const secure = url.protocol === 'https:';
       const tls = secure ? tlsOpts ?? {} : undefined;
-      const h2 = url.protocol === 'http:' ? undefined : new H2SessionPool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls });
+      const h2 = url.protocol === 'http:' ? undefined : new H2SessionPool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls, limiter });
       if (url.protocol === 'h2c:') return { url, label: raw, h1: undefined, h2, tls };
       // a shorter Keep-Alive hint from the upstream is honoured, so an upstream that
       // closes idle connections sooner does not cause resets on reuse
-      const h1 = new H1Pool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls });
+      const h1 = new H1Pool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls, limiter });
       return { url, label: raw, h1, h2, tls };
     });
   }
@@ -57,6 +62,34 @@ export class UpstreamPool {
     const ep = this.endpoints[this.next]!;
     this.next = this.next + 1 === this.endpoints.length ? 0 : this.next + 1;
     return ep;
+  }
+
+  /**
+   * A connection slot for a connection the caller opens itself (a WebSocket upgrade):
+   * `granted(release)` now or after a wait, where release() must be called once when that
+   * connection has closed; or `refused(err)` (503 upstream_overloaded). The returned
+   * function leaves the queue when the client goes away first.
+   */
+  acquireConnection(granted: (release: () => void) => void, refused: (err: UpstreamOverloaded) => void): () => void {
+    const limiter = this.limiter;
+    const releaser = () => {
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        limiter.closed();
+      };
+    };
+    if (limiter.tryOpen()) {
+      granted(releaser());
+      return () => undefined;
+    }
+    const w: Waiter = { owner: this, granted: () => granted(releaser()), expired: refused };
+    if (!limiter.wait(w)) {
+      refused(limiter.pendingRefusal());
+      return () => undefined;
+    }
+    return () => limiter.cancel(w);
   }
 
   async close(): Promise<void> {

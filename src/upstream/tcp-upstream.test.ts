@@ -1,5 +1,6 @@
 // TcpUpstream against real local sockets: balancing order with failover candidates, the
-// connect timeout (a TLS endpoint that never answers its handshake), refused connections.
+// connect timeout (a TLS endpoint that never answers its handshake), refused connections,
+// and upstreams.<name>.limits (a connection waits for a slot, or is refused).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
@@ -7,7 +8,13 @@ import { TcpUpstream, type TcpConnectError } from './tcp-upstream.js';
 import type { UpstreamConfig } from '../config/schema.js';
 
 function cfg(endpoints: string[], over: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return { endpoints, balance: 'round_robin', timeouts: { connect: 2000, request: 30_000, idle: 60_000 }, ...over } as UpstreamConfig;
+  return {
+    endpoints,
+    balance: 'round_robin',
+    timeouts: { connect: 2000, request: 30_000, idle: 60_000 },
+    limits: { max_connections: 1024, max_pending: 1024, max_requests: 1024 },
+    ...over,
+  } as UpstreamConfig;
 }
 
 function connect(up: TcpUpstream, i = 0): Promise<{ err?: TcpConnectError; sock?: net.Socket; ms: number }> {
@@ -58,4 +65,61 @@ test('a refused connection reports its errno, and a connected socket counts as a
   await new Promise((r) => server.close(r));
   const refused = await connect(up);
   assert.equal(refused.err?.code, 'ECONNREFUSED');
+});
+
+test('limits: past max_connections a connection waits for a slot, past max_pending it is refused, and a waiter can leave', async (t) => {
+  const held: net.Socket[] = [];
+  const server = net.createServer((s) => held.push(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of held) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const up = new TcpUpstream('db', cfg([`tcp://127.0.0.1:${port}`], { limits: { max_connections: 1, max_pending: 1, max_requests: 10 } }), 'upstreams.db');
+  const first = await connect(up);
+  assert.ok(first.sock);
+  // the second waits in the queue; the third finds the queue full
+  let secondDone = false;
+  const second = connect(up).then((r) => ((secondDone = true), r));
+  const third = await connect(up);
+  assert.equal(third.err?.code, 'upstream_overloaded');
+  assert.match(third.err!.message, /^upstream db has all 1 connections busy and 1 requests already waiting .*limits\.max_pending/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(secondDone, false, 'still waiting while the first connection is open');
+  first.sock.destroy();
+  const r2 = await second;
+  assert.ok(r2.sock, 'the freed slot went to the waiter');
+  assert.equal(up.limiter.connections, 1);
+  // a waiter whose client leaves gives its place up
+  let heard = false;
+  const abort = up.connect(up.endpoints[0]!, () => (heard = true));
+  assert.equal(up.limiter.pending, 1);
+  abort();
+  assert.equal(up.limiter.pending, 0);
+  assert.equal(up.limiter.requests, 1, 'only the open connection counts as a request');
+  r2.sock.destroy();
+  await new Promise((r) => r2.sock!.once('close', r));
+  assert.equal(up.limiter.connections, 0);
+  assert.equal(up.limiter.requests, 0);
+  assert.equal(heard, false);
+});
+
+test('limits: a connection that waits longer than timeouts.connect for a slot is refused as overloaded', async (t) => {
+  const held: net.Socket[] = [];
+  const server = net.createServer((s) => held.push(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of held) s.destroy();
+    server.close();
+  });
+  const port = (server.address() as AddressInfo).port;
+  const up = new TcpUpstream('db', cfg([`tcp://127.0.0.1:${port}`], { timeouts: { connect: 150, request: 1, idle: 1 }, limits: { max_connections: 1, max_pending: 5, max_requests: 10 } }), 'upstreams.db');
+  const first = await connect(up);
+  assert.ok(first.sock);
+  const late = await connect(up);
+  assert.equal(late.err?.code, 'upstream_overloaded');
+  assert.match(late.err!.message, /no free connection within 150 ms .*limits\.max_connections/);
+  assert.ok(late.ms >= 130, `${late.ms}ms`);
+  first.sock.destroy();
 });

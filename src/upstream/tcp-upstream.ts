@@ -1,9 +1,13 @@
 // Endpoints of an upstream that tcp listeners forward whole connections to (tcp:// and
 // tls:// URLs). No pooling: every client connection gets its own upstream connection.
 // The TLS context toward tls:// endpoints is built once per configuration generation.
+// upstreams.<name>.limits apply as for HTTP: each upstream connection (being opened or
+// open) holds a connection slot and counts as one request in flight; a connection that
+// finds every slot busy waits in the queue (max_pending, at most timeouts.connect).
 import net, { type Socket } from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls } from './upstream-tls.js';
+import { UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 
@@ -21,7 +25,7 @@ export interface TcpEndpoint {
 export class TcpConnectError extends Error {
   constructor(
     message: string,
-    /** errno code, or connect_timeout */
+    /** errno code, connect_timeout, or upstream_overloaded (no other endpoint will do better) */
     readonly code: string,
   ) {
     super(message);
@@ -32,6 +36,7 @@ export class TcpUpstream {
   readonly name: string;
   readonly endpoints: TcpEndpoint[];
   readonly connectTimeout: number;
+  readonly limiter: UpstreamLimiter;
   private readonly balance: UpstreamConfig['balance'];
   private readonly tlsOptions: ConnectionOptions | undefined;
   private next = 0;
@@ -40,6 +45,7 @@ export class TcpUpstream {
     this.name = name;
     this.balance = cfg.balance;
     this.connectTimeout = cfg.timeouts.connect;
+    this.limiter = new UpstreamLimiter(name, cfg.limits, cfg.timeouts.connect);
     this.endpoints = cfg.endpoints.map((raw, i) => {
       const url = new URL(raw);
       const scheme = url.protocol.slice(0, -1);
@@ -79,6 +85,55 @@ export class TcpUpstream {
    * failure. The returned abort() destroys an attempt that is still in progress.
    */
   connect(ep: TcpEndpoint, done: (err: TcpConnectError | undefined, sock?: Socket) => void): () => void {
+    const limiter = this.limiter;
+    const overloaded = (e: UpstreamOverloaded) => done(new TcpConnectError(e.message, 'upstream_overloaded'));
+    if (!limiter.startRequest()) {
+      overloaded(limiter.requestsRefusal());
+      return () => undefined;
+    }
+    let cancelled = false;
+    let abortConnect: (() => void) | undefined;
+    let ended = false;
+    // the request slot and the connection slot end together, once
+    const end = (withSlot: boolean) => {
+      if (ended) return;
+      ended = true;
+      limiter.endRequest();
+      if (withSlot) limiter.closed();
+    };
+    const start = () => {
+      abortConnect = this.open(ep, () => end(true), done);
+    };
+    if (limiter.tryOpen()) {
+      start();
+      return () => abortConnect?.();
+    }
+    const w: Waiter = {
+      owner: this,
+      granted: () => {
+        if (cancelled) end(true);
+        else start();
+      },
+      expired: (e) => {
+        end(false);
+        overloaded(e);
+      },
+    };
+    if (!limiter.wait(w)) {
+      end(false);
+      overloaded(limiter.pendingRefusal());
+      return () => undefined;
+    }
+    return () => {
+      if (abortConnect) return abortConnect();
+      cancelled = true;
+      limiter.cancel(w);
+      end(false);
+    };
+  }
+
+  /** One connection attempt; `closed` runs once when its socket is gone (failed or closed). */
+  private open(ep: TcpEndpoint, closed: () => void, done: (err: TcpConnectError | undefined, sock?: Socket) => void): () => void {
     let settled = false;
     const sock: Socket = ep.secure
       ? tls.connect({
@@ -92,6 +147,7 @@ export class TcpUpstream {
     // the upstream may finish its answer while the client is still sending, and vice versa
     // (tls.connect takes this option at run time but its types do not declare it)
     sock.allowHalfOpen = true;
+    sock.once('close', closed);
     const finish = (err: TcpConnectError | undefined) => {
       if (settled) return;
       settled = true;
@@ -107,7 +163,11 @@ export class TcpUpstream {
       done(undefined, sock);
     };
     const onError = (e: Error & { code?: string }) => finish(new TcpConnectError(`${ep.label}: ${e.code ?? e.message}`, e.code ?? 'error'));
-    const timer = setTimeout(() => finish(new TcpConnectError(`${ep.label}: no connection within ${this.connectTimeout}ms (timeouts.connect)`, 'connect_timeout')), this.connectTimeout);
+    // timeouts.connect: 0 = no limit
+    const timer =
+      this.connectTimeout > 0
+        ? setTimeout(() => finish(new TcpConnectError(`${ep.label}: no connection within ${this.connectTimeout}ms (timeouts.connect)`, 'connect_timeout')), this.connectTimeout)
+        : undefined;
     sock.once('error', onError);
     sock.once(ep.secure ? 'secureConnect' : 'connect', () => finish(undefined));
     return () => {

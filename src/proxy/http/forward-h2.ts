@@ -2,10 +2,13 @@
 // response back into a ResponseSink. This is the gRPC path: request and response bodies
 // stream independently (bidi calls), trailers (grpc-status) are passed through, and a
 // trailers-only response (HEADERS with END_STREAM) stays trailers-only for the client.
+// The stream may have to wait for a connection slot (upstreams.<name>.limits); a client
+// that goes away meanwhile leaves the queue.
 import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { Readable } from 'node:stream';
 import type { Endpoint } from '../../upstream/pool.js';
-import { classifyUpstreamError, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
+import type { H2StreamRequest } from '../../upstream/h2-session-pool.js';
+import { classifyUpstreamError, upstreamCause, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -72,7 +75,7 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
   let finished = false;
   let trailers: HeaderMap | undefined;
   const timers: NodeJS.Timeout[] = [];
-  let stream: http2.ClientHttp2Stream;
+  let stream: http2.ClientHttp2Stream | undefined;
   const finish = (r: ForwardResult) => {
     if (finished) return;
     finished = true;
@@ -86,59 +89,72 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
     const root = (err.code === 'ERR_HTTP2_STREAM_CANCEL' && err.cause instanceof Error ? err.cause : err) as Error & { code?: string };
     const e = classifyUpstreamError(root, upstreamName, f.endpoint.label);
     if (stream && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
-    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: root.code ?? root.message } });
+    pending?.cancel();
+    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: upstreamCause(root) } });
   };
+  // the client went away (a reset stream, a closed connection): stop the upstream stream,
+  // or leave the queue for a connection, at once
   const unsubscribe = sink.onAbort(() => {
-    if (!finished && stream && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    if (finished) return;
+    if (stream) {
+      if (!stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    } else fail(new Error('client closed the connection'));
   });
-  try {
-    stream = pool.request(requestHeaders(f), f.body === null);
-  } catch (err) {
-    fail(err as Error);
-    return;
-  }
   if (f.headersTimeout > 0) {
+    // counts from now: time spent waiting for a connection slot is part of it
     timers.push(setTimeout(() => fail(new UpstreamTimeout(`no response headers within ${f.headersTimeout} ms`)), f.headersTimeout));
   }
   if (f.deadline > 0) timers.push(setTimeout(() => fail(new UpstreamTimeout(`deadline of ${f.deadline} ms exceeded`)), f.deadline));
-  if (f.bodyTimeout > 0) stream.setTimeout(f.bodyTimeout, () => fail(new UpstreamTimeout(`idle for ${f.bodyTimeout} ms`)));
-
-  if (f.body !== null) {
-    const src = f.body instanceof Readable ? f.body : Readable.from(f.body, { objectMode: false });
-    // pipe (not pipeline): an upstream failure must not destroy the client's stream, the
-    // client still gets an answer (a gRPC status) after it
-    src.pipe(stream);
-    src.once('error', (err) => fail(err));
-    stream.once('close', () => src.unpipe(stream));
-  }
-  stream.on('response', (headers, flags) => {
-    if (finished) return;
-    if (f.headersTimeout > 0) clearTimeout(timers[0]!);
-    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-    sink.start(Number(headers[':status']), responseFields(headers), undefined, endStream);
-  });
-  stream.on('data', (chunk: Buffer) => {
-    bytesOut += chunk.length;
-    if (!sink.write(chunk)) {
-      stream.pause();
-      sink.onceDrain(() => stream.resume());
-    }
-  });
-  stream.on('trailers', (t) => (trailers = responseFields(t)));
-  stream.on('end', () => {
-    if (finished) return;
-    if (!sink.headersSent) {
-      fail(new Error('the upstream ended the stream without a response'));
+  let pending: H2StreamRequest | undefined;
+  pending = pool.request(requestHeaders(f), f.body === null, (err, s) => {
+    if (err || !s) return fail(err ?? new Error('no stream'));
+    if (finished) {
+      s.close(NGHTTP2_CANCEL);
       return;
     }
-    sink.end(trailers);
-    finish({ status: sink.status, bytesOut });
+    stream = s;
+    attach(s);
   });
-  stream.on('error', (err) => fail(err));
-  stream.on('close', () => {
-    if (finished) return;
-    const e = new Error(`the upstream reset the stream (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`) as Error & { code?: string };
-    e.code = `H2_RST_${stream.rstCode ?? 0}`;
-    fail(e);
-  });
+
+  function attach(stream: http2.ClientHttp2Stream): void {
+    if (f.bodyTimeout > 0) stream.setTimeout(f.bodyTimeout, () => fail(new UpstreamTimeout(`idle for ${f.bodyTimeout} ms`)));
+    if (f.body !== null) {
+      const src = f.body instanceof Readable ? f.body : Readable.from(f.body, { objectMode: false });
+      // pipe (not pipeline): an upstream failure must not destroy the client's stream, the
+      // client still gets an answer (a gRPC status) after it
+      src.pipe(stream);
+      src.once('error', (err) => fail(err));
+      stream.once('close', () => src.unpipe(stream));
+    }
+    stream.on('response', (headers, flags) => {
+      if (finished) return;
+      if (f.headersTimeout > 0) clearTimeout(timers[0]!);
+      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      sink.start(Number(headers[':status']), responseFields(headers), undefined, endStream);
+    });
+    stream.on('data', (chunk: Buffer) => {
+      bytesOut += chunk.length;
+      if (!sink.write(chunk)) {
+        stream.pause();
+        sink.onceDrain(() => stream.resume());
+      }
+    });
+    stream.on('trailers', (t) => (trailers = responseFields(t)));
+    stream.on('end', () => {
+      if (finished) return;
+      if (!sink.headersSent) {
+        fail(new Error('the upstream ended the stream without a response'));
+        return;
+      }
+      sink.end(trailers);
+      finish({ status: sink.status, bytesOut });
+    });
+    stream.on('error', (err) => fail(err));
+    stream.on('close', () => {
+      if (finished) return;
+      const e = new Error(`the upstream reset the stream (HTTP/2 error code ${stream.rstCode ?? 'unknown'})`) as Error & { code?: string };
+      e.code = `H2_RST_${stream.rstCode ?? 0}`;
+      fail(e);
+    });
+  }
 }

@@ -48,11 +48,23 @@ export interface ForwardRequest {
   bodyTimeout: number;
 }
 
-/** Classifies an upstream failure into SPEC §5's 502 / 504. */
+/**
+ * The access log's `error` for an upstream failure: the errno or internal code, or for
+ * upstream_overloaded the limit that was reached (max_connections, max_pending).
+ */
+export function upstreamCause(err: Error & { code?: string; limit?: string }): string {
+  return err.limit ?? err.code ?? err.message;
+}
+
+/** Classifies an upstream failure into SPEC §5's 502 / 503 / 504. */
 export function classifyUpstreamError(err: Error & { code?: string }, upstream: string, endpoint: string): { code: HttpErrorCode; message: string } {
   const code = err.code ?? '';
   if (code === 'PCL_BODY_TOO_LARGE') {
     return { code: 'body_too_large', message: `${err.message}; send less or raise limits.max_body_bytes` };
+  }
+  if (code === 'PCL_UPSTREAM_OVERLOADED') {
+    // the limiter's message names the upstream, the limit reached and what to raise
+    return { code: 'upstream_overloaded', message: err.message };
   }
   if (code === 'PCL_UPSTREAM_CONNECT_TIMEOUT') {
     return { code: 'upstream_timeout', message: `upstream ${upstream} (${endpoint}) did not accept a connection in time; check that it is up and reachable` };
@@ -113,7 +125,7 @@ class Forwarding implements H1Handler {
 
   onResponseError(err: Error & { code?: string }): void {
     const e = classifyUpstreamError(err, this.upstreamName, this.endpointLabel);
-    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: err.code ?? err.message } });
+    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: upstreamCause(err) } });
   }
 }
 

@@ -10,6 +10,7 @@ test('refusals map to the gRPC statuses clients act on', () => {
   assert.equal(grpcStatusFor('client_certificate_invalid'), 16);
   assert.equal(grpcStatusFor('upstream_unavailable'), 14);
   assert.equal(grpcStatusFor('no_healthy_upstream'), 14);
+  assert.equal(grpcStatusFor('upstream_overloaded'), 14);
   assert.equal(grpcStatusFor('upstream_timeout'), 4);
   assert.equal(grpcStatusFor('no_route'), 12);
 });

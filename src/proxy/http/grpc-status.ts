@@ -16,6 +16,7 @@ const STATUS: Record<HttpErrorCode, number> = {
   headers_too_large: 8, // RESOURCE_EXHAUSTED
   upstream_unavailable: 14, // UNAVAILABLE
   no_healthy_upstream: 14, // UNAVAILABLE
+  upstream_overloaded: 14, // UNAVAILABLE: retryable, as the gRPC HTTP mapping has it for 503
   upstream_timeout: 4, // DEADLINE_EXCEEDED
 };
 

@@ -3,6 +3,13 @@
 // measured no slower than the compatibility API and gives trailers-only responses and
 // extended CONNECT directly). Requests run the same admission pipeline as HTTP/1.1;
 // gRPC calls are forwarded over h2 end to end and refused with gRPC statuses.
+//
+// Abuse of one connection costs that connection only (docs/limits-upstream-and-http2.md):
+// limits.max_concurrent_streams is advertised in SETTINGS and enforced by nghttp2
+// (REFUSED_STREAM past it); a stream the client resets gives its upstream request and
+// connection slots back at once; and a connection whose client resets most of its
+// streams right after opening them (rapid reset, CVE-2023-44487) is closed with GOAWAY
+// ENHANCE_YOUR_CALM, on top of nghttp2's own RST_STREAM rate limit.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
@@ -19,7 +26,34 @@ import { headerMapOf } from '../request-headers.js';
 import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
 import { handleH2WebSocket } from './websocket.js';
 
-const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = http2.constants;
+
+/**
+ * Rapid reset: Envoy's rule and defaults (premature_reset_total_stream_count,
+ * premature_reset_min_stream_lifetime_seconds). Once a connection has opened this many
+ * streams and at least half of them were reset by the client within the lifetime below,
+ * before their response was complete, the connection is closed.
+ */
+export const PREMATURE_RESET_MIN_STREAMS = 500;
+export const PREMATURE_RESET_LIFETIME_MS = 1_000;
+
+/** What one HTTP/2 connection has done so far. */
+interface SessionState {
+  conn: ConnState;
+  streams: number;
+  premature: number;
+  /** sent GOAWAY for rapid reset; closing */
+  cutOff: boolean;
+}
+
+
+/** Marks streams portcullis itself reset: they are not the client's premature resets. */
+const kResetByUs = Symbol('portcullis.resetByUs');
+
+function resetStream(stream: ServerHttp2Stream, code: number): void {
+  (stream as unknown as Record<symbol, boolean>)[kResetByUs] = true;
+  stream.close(code);
+}
 
 class BodyTooLarge extends Error {
   code = 'PCL_BODY_TOO_LARGE';
@@ -134,17 +168,31 @@ function headerListSize(raw: readonly string[]): number {
 export function h2Frontend(rt: ListenerRuntime): Frontend {
   const maxHeader = rt.cfg.limits.max_header_bytes;
   const server = http2.createServer({
-    // nghttp2 resets streams past its own limit; below it we answer 431 ourselves. It
-    // counts pseudo-headers and cookie crumbs, which limits.max_headers does not
+    // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
+    // It counts pseudo-headers and cookie crumbs, which limits.max_headers does not
     maxHeaderListPairs: Math.max(2000, rt.cfg.limits.max_headers + 64),
-    settings: { enableConnectProtocol: true, maxHeaderListSize: Math.max(2 * maxHeader, 65_535) },
+    // Node's defaults, stated because they are part of the flood defence: a session whose
+    // client keeps opening streams Node must refuse, or keeps sending invalid frames, ends
+    maxSessionRejectedStreams: 100,
+    maxSessionInvalidFrames: 1000,
+    // nghttp2's RST_STREAM token bucket (CVE-2023-44487), at nghttp2's own defaults: Node
+    // 22.11+ and 24 take the options; on Node 20 nghttp2 applies the same numbers by itself
+    ...({ streamResetBurst: 1000, streamResetRate: 33 } as object),
+    settings: {
+      enableConnectProtocol: true,
+      maxHeaderListSize: Math.max(2 * maxHeader, 65_535),
+      // advertised and enforced by nghttp2: streams past it get RST_STREAM REFUSED_STREAM.
+      // (A front end is made per configuration generation: a reload's new value applies to
+      // new connections.)
+      maxConcurrentStreams: rt.cfg.limits.max_concurrent_streams,
+    },
   });
   const sessions = new Set<ServerHttp2Session>();
-  const conns = new WeakMap<ServerHttp2Session, ConnState>();
+  const states = new WeakMap<ServerHttp2Session, SessionState>();
   let accepting: ConnState | undefined;
   server.on('session', (session: ServerHttp2Session) => {
     const conn = accepting!;
-    conns.set(session, conn);
+    states.set(session, { conn, streams: 0, premature: 0, cutOff: false });
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     // idle: GOAWAY, streams in flight still finish
@@ -156,13 +204,24 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
     // a stream reset by the client emits 'error'; unhandled it would end the process
     stream.on('error', () => undefined);
-    const conn = conns.get(stream.session as ServerHttp2Session);
-    if (!conn) {
-      stream.close(NGHTTP2_INTERNAL_ERROR);
+    const session = stream.session as ServerHttp2Session;
+    const st = states.get(session);
+    if (!st) {
+      resetStream(stream, NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    const session = stream.session as ServerHttp2Session;
-    guard(conn, session, 'h2 stream', () => onStream(stream, conn, headers, flags, rawHeaders));
+    st.streams++;
+    watchPrematureReset(stream, session, st);
+    // Served on the next turn of the event loop, once the rest of what was read with it
+    // has been processed: a stream its client reset in the same read (rapid reset) then
+    // costs no admission and no upstream request. Data frames meanwhile wait in the stream.
+    const start = performance.now();
+    setImmediate(() =>
+      guard(st.conn, session, 'h2 stream', () => {
+        if (stream.destroyed) return logClientReset(st.conn, start, headers);
+        onStream(stream, st.conn, headers, flags, rawHeaders, start);
+      }),
+    );
   });
   return {
     accept(sock, conn) {
@@ -183,8 +242,46 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   };
 }
 
-function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
-  const start = performance.now();
+/**
+ * Counts the stream as a premature reset if the client resets it within
+ * PREMATURE_RESET_LIFETIME_MS, before its response was complete; closes the connection
+ * when those are at least half of PREMATURE_RESET_MIN_STREAMS or more streams.
+ */
+function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Session, st: SessionState): void {
+  const opened = performance.now();
+  stream.once('close', () => {
+    if ((stream as unknown as Record<symbol, boolean>)[kResetByUs]) return;
+    // a stream that ended normally closes with NO_ERROR after its response; a client may
+    // also reset with NO_ERROR, which counts when nothing was answered yet
+    if (stream.rstCode === NGHTTP2_NO_ERROR && stream.headersSent) return;
+    if (performance.now() - opened > PREMATURE_RESET_LIFETIME_MS) return;
+    st.premature++;
+    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || st.cutOff || session.destroyed) return;
+    st.cutOff = true;
+    const l = st.conn.listener;
+    l.telemetry.log.warn(
+      { event: 'h2_rapid_reset', listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
+      `closed an HTTP/2 connection from ${st.conn.remoteAddress}: it reset ${st.premature} of its ${st.streams} streams right after opening them (rapid reset)`,
+    );
+    // GOAWAY with ENHANCE_YOUR_CALM: nghttp2 opens no stream after it. The session is
+    // destroyed on the next turn: destroyed now, inside the processing of what was read, it
+    // would close the socket before the GOAWAY has been written.
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    // (With an error: destroy(undefined, code) sends NO_ERROR, as undefined takes the error
+    // parameter's default, which is a code. The error goes to 'sessionError'.)
+    setImmediate(() => session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM));
+  });
+}
+
+/** nginx's 499: the client closed the request (reset its stream) before it was served. */
+const CLIENT_CLOSED = 499;
+
+function logClientReset(conn: ConnState, start: number, headers: IncomingHttpHeaders): void {
+  const path = headers[':path'];
+  logRequest(conn, start, randomUUID(), String(headers[':method'] ?? 'GET'), path === undefined ? '' : String(path), CLIENT_CLOSED, { error: 'client_reset' });
+}
+
+function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[], start: number): void {
   const l = conn.listener;
   const method = String(headers[':method'] ?? 'GET');
   const rawPath = headers[':path'];
@@ -286,7 +383,7 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
         // the response has begun: end it with a status the gRPC client understands
         sink.end({ 'grpc-status': String(grpcStatusFor(error.code)), 'grpc-message': encodeGrpcMessage(error.message) });
       } else if (!stream.destroyed) {
-        stream.close(NGHTTP2_INTERNAL_ERROR);
+        resetStream(stream, NGHTTP2_INTERNAL_ERROR);
       }
       log(r.status, { bytesIn, bytesOut: r.bytesOut, error: error.cause });
     }),

@@ -1,6 +1,9 @@
 // Picks the upstream endpoint and the wire for an admitted request: H1Pool (HTTP/1.1,
 // over http or https) for ordinary requests, node:http2 sessions for h2c endpoints and for every
 // gRPC call (gRPC needs HTTP/2 trailers end to end, which HTTP/1.1 cannot carry).
+// Every request holds one of its upstream's in-flight slots (limits.max_requests) until
+// it is done or its client goes away, whichever comes first: a reset HTTP/2 stream gives
+// its slot back at once, not when the upstream side has finished tearing down.
 import type { Admission } from './pipeline.js';
 import { forward, type ForwardResult, type ResponseSink } from './forward.js';
 import { forwardH2 } from './forward-h2.js';
@@ -16,6 +19,25 @@ export interface DispatchOptions {
 
 export function dispatchUpstream(sink: ResponseSink, adm: Admission, o: DispatchOptions, done: (r: ForwardResult) => void): void {
   const route = adm.route;
+  const limiter = route.upstream.limiter;
+  if (!limiter.startRequest()) {
+    const e = limiter.requestsRefusal();
+    done({ status: 0, bytesOut: 0, error: { code: 'upstream_overloaded', message: e.message, cause: e.limit } });
+    return;
+  }
+  let holding = true;
+  const endRequest = () => {
+    if (!holding) return;
+    holding = false;
+    limiter.endRequest();
+  };
+  const unsubscribe = sink.onAbort(endRequest);
+  const finished = done;
+  done = (r) => {
+    endRequest();
+    unsubscribe();
+    finished(r);
+  };
   const endpoint = route.upstream.pick();
   const headersTimeout = route.timeout ?? route.upstream.requestTimeout;
   if (endpoint.h2 && (o.grpc || !endpoint.h1)) {

@@ -3,6 +3,8 @@
 // then open an HTTP/1.1 Upgrade to the upstream, relay the handshake answer and pipe
 // bytes both ways until either side closes or the listener's idle timeout passes.
 // Frames are never parsed: the relay is byte for byte, extensions stay end to end.
+// The upstream connection counts against upstreams.<name>.limits: it holds a connection
+// slot and a request slot from the upgrade request until it closes.
 import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import http2, { type ServerHttp2Stream } from 'node:http2';
@@ -26,14 +28,46 @@ interface UpstreamHandlers {
   failed(code: HttpErrorCode, message: string, cause: string): void;
 }
 
-/** Sends the upgrade request (GET + Connection: upgrade) to one endpoint. */
-function openUpstream(adm: Admission, endpoint: Endpoint, headers: string[], h: UpstreamHandlers): void {
+/**
+ * Sends the upgrade request (GET + Connection: upgrade) to one endpoint once the
+ * upstream's limits allow another connection. Returns a function to call when the client
+ * goes away first: it leaves the queue for a connection slot.
+ */
+function openUpstream(adm: Admission, endpoint: Endpoint, headers: string[], h: UpstreamHandlers): () => void {
   const route = adm.route;
   const url = endpoint.url;
   if (url.protocol === 'h2c:') {
     h.failed('upstream_unavailable', `upstream ${route.upstreamName} (${endpoint.label}) is h2c; WebSocket needs an http:// or https:// upstream`, 'websocket_needs_http1');
-    return;
+    return () => undefined;
   }
+  const limiter = route.upstream.limiter;
+  if (!limiter.startRequest()) {
+    const e = limiter.requestsRefusal();
+    h.failed('upstream_overloaded', e.message, e.limit);
+    return () => undefined;
+  }
+  let requestHeld = true;
+  const endRequest = () => {
+    if (requestHeld) limiter.endRequest();
+    requestHeld = false;
+  };
+  return route.upstream.acquireConnection(
+    (release) =>
+      sendUpgrade(adm, endpoint, headers, h, () => {
+        release();
+        endRequest();
+      }),
+    (e) => {
+      endRequest();
+      h.failed('upstream_overloaded', e.message, e.limit);
+    },
+  );
+}
+
+/** The upgrade request itself; `closed` runs once when its connection is gone. */
+function sendUpgrade(adm: Admission, endpoint: Endpoint, headers: string[], h: UpstreamHandlers, closed: () => void): void {
+  const route = adm.route;
+  const url = endpoint.url;
   const secure = url.protocol === 'https:';
   const opts: https.RequestOptions = {
     host: url.hostname.replace(/^\[|\]$/g, ''),
@@ -45,6 +79,8 @@ function openUpstream(adm: Admission, endpoint: Endpoint, headers: string[], h: 
     ...(secure ? { ...endpoint.tls, ALPNProtocols: ['http/1.1'] } : {}),
   };
   const req = (secure ? https : http).request(opts);
+  // the same socket carries the relay after an upgrade; its close ends both slots
+  req.once('socket', (s) => s.once('close', closed));
   let done = false;
   const timeout = route.timeout ?? route.upstream.requestTimeout;
   req.setTimeout(timeout, () => {
@@ -63,6 +99,7 @@ function openUpstream(adm: Admission, endpoint: Endpoint, headers: string[], h: 
     h.refused(res);
   });
   req.on('error', (err: Error & { code?: string }) => {
+    closed();
     if (done) return;
     done = true;
     const e = classifyUpstreamError(err, route.upstreamName, endpoint.label);
@@ -156,7 +193,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer
     return refuse('bad_request', 'a WebSocket upgrade must be a GET request; send GET with Upgrade: websocket', { route, decision, path });
   }
   const headers = [...adm.headers, 'connection', 'Upgrade', 'upgrade', 'websocket'];
-  openUpstream(adm, route.upstream.pick(), headers, {
+  const cancel = openUpstream(adm, route.upstream.pick(), headers, {
     upgraded(res, usock, uhead) {
       if (socket.destroyed) {
         usock.destroy();
@@ -186,6 +223,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer
       log(statusOf(code), { route, decision, path, error: cause });
     },
   });
+  socket.once('close', cancel);
 }
 
 /**
@@ -208,7 +246,7 @@ export function handleH2WebSocket(
   const { route, decision } = adm;
   const key = randomBytes(16).toString('base64');
   const headers = [...adm.headers, 'connection', 'Upgrade', 'upgrade', 'websocket', 'sec-websocket-key', key];
-  openUpstream(adm, route.upstream.pick(), headers, {
+  const cancel = openUpstream(adm, route.upstream.pick(), headers, {
     upgraded(res, usock, uhead) {
       const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
       if (stream.destroyed || res.headers['sec-websocket-accept'] !== accept) {
@@ -236,6 +274,7 @@ export function handleH2WebSocket(
       refuse(code, message, adm.requestId, { route, decision, path: adm.path, error: cause });
     },
   });
+  stream.once('close', cancel);
 }
 
 function statusOf(code: HttpErrorCode): number {

@@ -118,8 +118,10 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
     abort = up.connect(ep, (err: TcpConnectError | undefined, s?: Socket) => {
       abort = undefined;
       if (err) {
-        if (i + 1 < candidates.length && !sock.destroyed) return attempt(i + 1);
-        st.error = `upstream_unavailable: ${err.message}`;
+        // the limits are the upstream's, not the endpoint's: another endpoint would wait again
+        const overloaded = err.code === 'upstream_overloaded';
+        if (!overloaded && i + 1 < candidates.length && !sock.destroyed) return attempt(i + 1);
+        st.error = `${overloaded ? 'upstream_overloaded' : 'upstream_unavailable'}: ${err.message}`;
         sock.on('error', () => undefined);
         sock.destroySoon();
         return;
