@@ -1,6 +1,8 @@
 // Client-certificate trust for one certificate entry (the listener default or an SNI
 // entry): which CAs, how deep, and the checks that run after OpenSSL's chain verification
-// (CRL, pins, key policy, OCSP). Built once per configuration generation.
+// (portcullis' chain rules, CRL, pins, key policy, OCSP). Built once per configuration
+// generation. The same TrustRuntime also decides `cert verify` and doctor's explanation
+// (tls/verify-engine.ts), so the proxy and the tools cannot disagree.
 //
 // Session safety: the digest covers everything that decides acceptance (CAs, CRL bytes,
 // crl_mode, pins, policy, OCSP mode and responder), and sessions are bound to it (session-id
@@ -12,6 +14,9 @@ import { readCaFiles, type CertFile } from './pem.js';
 import { buildCrlCheck } from './revocation.js';
 import { buildOcspCheck } from './ocsp-check.js';
 import { buildPinCheck, buildPolicyCheck } from './cert-policy.js';
+import { buildChainRuleChecks } from './chain-check.js';
+import { keyFacts, keyFloorProblem } from '../pki/key-facts.js';
+import { tlsLog } from './tls-log.js';
 import type { ClientAuth, TrustConfig } from '../config/schema.js';
 import type { VerifyReason } from './verify-result.js';
 import type { Identity } from '../pki/identity-types.js';
@@ -62,6 +67,8 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
   if (cfg.client_auth !== 'none') {
     // cheapest and most certain first; OCSP (network) last, only for certificates that
     // passed everything else
+    const rules = buildChainRuleChecks(caCerts, cfg.cert_policy);
+    checks.push(rules.structure);
     if (cfg.crl.length > 0) {
       const crl = buildCrlCheck(cfg.crl, cfg.crl_mode, caCerts, field);
       checks.push(crl.check);
@@ -70,6 +77,8 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
     const pins = buildPinCheck(cfg.pins);
     if (pins) checks.push(pins);
     checks.push(buildPolicyCheck(cfg.cert_policy));
+    checks.push(rules.caKeys);
+    warnWeakAnchors(caFiles, cfg.cert_policy, field);
     const ocsp = buildOcspCheck(cfg.ocsp, caCerts);
     if (ocsp) checks.push(ocsp);
     // every setting that can turn a verdict around; CRL contents were hashed above
@@ -91,4 +100,22 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
     checks,
     digest: digest.digest('hex'),
   };
+}
+
+/**
+ * A trust anchor under the cert_policy key floor can never complete an accepted chain (the
+ * ca-key-policy rule refuses it); say so at load, where `portcullis check` shows it.
+ */
+function warnWeakAnchors(files: CertFile[], policy: TrustConfig['cert_policy'], field: string): void {
+  for (const f of files) {
+    for (const c of f.certs) {
+      const weak = keyFloorProblem(keyFacts(c), policy);
+      if (!weak) continue;
+      const name = (c.subject ?? '').split('\n').reverse().join(',');
+      tlsLog().warn(
+        { event: 'weak_trust_anchor', field: `${field}.client_ca`, file: f.file, subject: name },
+        `${field}.client_ca: ${f.file} holds "${name}", whose key the certificate policy refuses (${weak}); every chain ending at it is refused: replace that CA or remove it from client_ca`,
+      );
+    }
+  }
 }
