@@ -174,7 +174,9 @@ function handshakeUpToCertificate(presented: readonly X509Certificate[], rt: Ret
       // callback for the bytes that carry it; poll until that has happened
       const poll = (): void => {
         if (done || sock.destroyed) return;
-        if (!sock.getPeerX509Certificate()) {
+        // the legacy getter, on purpose: on Node 20 and 22 the first getPeerX509Certificate()
+        // hands out the issuer chain and later calls see none, and checkPeer needs it
+        if (!sock.getPeerCertificate()?.raw) {
           setTimeout(poll, 1);
           return;
         }
