@@ -11,6 +11,8 @@ export interface JudgeVerdict {
   /** 'ok' or the listener's handshake result */
   result: string;
   message?: string;
+  /** the TLS layer refused the certificate before any check could run */
+  handshakeError?: string;
   warnings: string[];
 }
 
@@ -33,7 +35,9 @@ export function reconcile(explained: VerifyResult, engine: JudgeVerdict | undefi
   if (!engine) return { accepted: explained.accepted, reasons: explained.reasons, warnings: explained.warnings, agrees: true };
   const warnings = [...new Set([...explained.warnings, ...engine.warnings])];
   if (engine.accepted) return { accepted: true, reasons: [], warnings, agrees: explained.reasons.length === 0 };
-  const agrees = explained.reasons.some((r) => RESULT_OF_CODE[r.code] === engine.result);
+  // a refusal by the TLS layer itself (a key it cannot use) has no explanation code of its
+  // own: any reason the explainer finds accounts for it
+  const agrees = engine.handshakeError ? explained.reasons.length > 0 : explained.reasons.some((r) => RESULT_OF_CODE[r.code] === engine.result);
   const reasons: ShownReason[] = agrees
     ? explained.reasons
     : [

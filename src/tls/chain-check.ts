@@ -10,13 +10,17 @@ import type { X509Certificate } from 'node:crypto';
 import { chainRuleFindings, type RuleFinding } from '../pki/chain-rules.js';
 import type { CertPolicyConfig } from '../config/schema.js';
 import { issuerOf, rememberChain } from './revocation.js';
-import type { CheckFailure, PeerCheck } from './trust.js';
+import type { ChainRules, CheckFailure, PeerCheck } from './trust.js';
 
 const CACHE_MAX = 1024;
 
+/**
+ * Name and signature only: OpenSSL's issuer check (checkIssued) also refuses an issuer whose
+ * key usage lacks keyCertSign, and the rules must still see such a CA to name the fault.
+ */
 function signedBy(child: X509Certificate, issuer: X509Certificate): boolean {
   try {
-    return child.checkIssued(issuer) && child.verify(issuer.publicKey);
+    return child.issuer === issuer.subject && child.verify(issuer.publicKey);
   } catch {
     return false;
   }
@@ -51,9 +55,11 @@ function failure(f: RuleFinding): CheckFailure {
 
 export interface ChainRuleChecks {
   /** structural rules (name constraints, CA markings, critical extensions, strict RFC 5280) */
-  structure: PeerCheck;
+  structure: ChainRules;
   /** CA keys under the cert_policy floor: a policy failure, "after the handshake" (SPEC §2) */
   caKeys: PeerCheck;
+  /** the first finding of either kind, to name a refusal OpenSSL already made */
+  any: ChainRules;
 }
 
 export function buildChainRuleChecks(caCerts: readonly X509Certificate[], policy: CertPolicyConfig): ChainRuleChecks {
@@ -82,6 +88,12 @@ export function buildChainRuleChecks(caCerts: readonly X509Certificate[], policy
     caKeys: (leaf, chain) => {
       const f = findings(leaf, chain).find((x) => x.afterHandshake);
       return f ? failure(f) : undefined;
+    },
+    any: (leaf, chain) => {
+      const all = findings(leaf, chain);
+      const f = all.find((x) => !x.afterHandshake) ?? all[0];
+      // OpenSSL refused during the handshake: it stays a handshake refusal whatever the rule
+      return f ? { reason: f.reason, detail: `${f.rule}: ${f.message}` } : undefined;
     },
   };
 }

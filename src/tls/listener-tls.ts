@@ -194,6 +194,12 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
     let reason = reasonFromOpenSsl(err.code ?? '');
     // OpenSSL's purpose check is what usually catches a CA certificate presented as a leaf
     if (reason === 'bad_eku' && leaf.ca) reason = 'ca_as_leaf';
+    // OpenSSL reports one error, and for several structural faults an unspecific or
+    // version-dependent one (UNSPECIFIED for a name constraint on 3.0, INVALID_PURPOSE for
+    // a v1 intermediate): when portcullis' own rules find the fault, they name it, the
+    // same on every OpenSSL and the same as `cert verify` explains it
+    const ours = trust.rules?.(leaf, chainAbove(leaf));
+    if (ours) return fail(ours.reason, leaf, `${ours.detail}; OpenSSL: ${err.code ?? err.message}`);
     return fail(reason, leaf, detailFor(reason, leaf, err.code ?? err.message));
   }
   // OpenSSL's ssl_client purpose check already refuses a leaf whose EKU lacks clientAuth

@@ -38,6 +38,9 @@ export interface CheckFailure {
  */
 export type PeerCheck = (leaf: X509Certificate, chain: X509Certificate[], identity: Identity) => CheckFailure | undefined | Promise<CheckFailure | undefined>;
 
+/** A check on the chain alone (no identity needed), synchronous. */
+export type ChainRules = (leaf: X509Certificate, chain: X509Certificate[]) => CheckFailure | undefined;
+
 export interface TrustRuntime {
   clientAuth: ClientAuth;
   verifyDepth: number;
@@ -51,6 +54,12 @@ export interface TrustRuntime {
   /** checks after chain verification, in order; the first failure decides */
   checks: PeerCheck[];
   /**
+   * portcullis' structural chain rules (chain-check.ts), also asked to name a refusal
+   * OpenSSL reports vaguely (UNSPECIFIED for a name constraint on OpenSSL 3.0) or
+   * differently across versions; undefined when no client certificate is asked for
+   */
+  rules?: ChainRules;
+  /**
    * Digest of everything that decides whether a certificate is accepted. Sessions are
    * bound to it (session-id context, ticket keys), so none resumes across a change.
    */
@@ -61,6 +70,7 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
   const caFiles = cfg.client_auth === 'none' ? [] : readCaFiles(cfg.client_ca, `${field}.client_ca`);
   const caCerts = caFiles.flatMap((f) => f.certs);
   const checks: PeerCheck[] = [];
+  let ruleCheck: ChainRules | undefined;
   const digest = createHash('sha256');
   digest.update(JSON.stringify({ a: cfg.client_auth, d: cfg.verify_depth, v: minVersion }));
   for (const c of caCerts) digest.update(c.raw);
@@ -69,6 +79,7 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
     // passed everything else
     const rules = buildChainRuleChecks(caCerts, cfg.cert_policy);
     checks.push(rules.structure);
+    ruleCheck = rules.any;
     if (cfg.crl.length > 0) {
       const crl = buildCrlCheck(cfg.crl, cfg.crl_mode, caCerts, field);
       checks.push(crl.check);
@@ -98,6 +109,7 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
     caFiles,
     crlPem: [],
     checks,
+    ...(ruleCheck ? { rules: ruleCheck } : {}),
     digest: digest.digest('hex'),
   };
 }
