@@ -174,16 +174,14 @@ async function trustFromConfig(f: VerifyFlags): Promise<EngineTrust> {
   return { client_ca: [...t.client_ca], verify_depth: t.verify_depth, crl: [...t.crl], crl_mode: t.crl_mode, ocsp: t.ocsp, pins: [...t.pins], cert_policy: t.cert_policy };
 }
 
-async function verifyAction(file: string, f: VerifyFlags): Promise<void> {
+async function verifyAction(files: string[], f: VerifyFlags): Promise<void> {
   if (!f.config && !f.ca?.length) throw usage('pass --ca <file> (the trusted client CAs), or -c <config> to verify with a listener\'s trust');
   if (f.config && (f.ca?.length || f.crl?.length || f.crlMode || f.verifyDepth || f.strictRfc5280)) throw usage('-c takes every trust setting from the listener; do not combine it with --ca, --crl, --crl-mode, --verify-depth or --strict-rfc5280');
   if (f.crlMode && !['chain', 'leaf'].includes(f.crlMode)) throw usage(`--crl-mode must be chain or leaf, got "${f.crlMode}"`);
+  if (f.chain && files.length > 1) throw usage('--chain goes with one certificate; with several, put each chain (leaf, then intermediates) in its file');
   const depthText = f.verifyDepth ?? '3';
   const depth = Number(depthText);
   if (!/^\d+$/.test(depthText) || depth > 16) throw usage(`--verify-depth must be a whole number from 0 to 16 (as tls.verify_depth), got "${depthText}"`);
-  const [leaf, ...rest] = readCerts(file);
-  // a chain file usually starts with the leaf again (cert issue writes leaf + intermediates)
-  const presented = [...rest, ...(f.chain ? readCerts(f.chain, 'chain file') : [])].filter((c, i, all) => c.fingerprint256 !== leaf!.fingerprint256 && all.findIndex((x) => x.fingerprint256 === c.fingerprint256) === i);
 
   let trust: EngineTrust;
   let known: X509Certificate[] = [];
@@ -196,56 +194,62 @@ async function verifyAction(file: string, f: VerifyFlags): Promise<void> {
   const cas = trust.client_ca.flatMap((p) => readCerts(p, 'CA file'));
   const crls: CrlInfo[] = (trust.crl ?? []).flatMap((p) => parseCrls(readFileFor(p, 'CRL file'), p));
   const policy = { ...DEFAULT_POLICY, ...trust.cert_policy };
-  const now = new Date();
   const role = f.server ? 'server' : 'client';
-  const explained = explainVerify(leaf!, {
-    cas,
-    intermediates: presented,
-    knownIntermediates: known,
-    crls,
-    now,
-    verifyDepth: trust.verify_depth ?? 3,
-    purpose: role,
-    crlMode: trust.crl_mode ?? 'chain',
-    strict: policy.strict_rfc5280,
-    policy,
-  });
-  // The verdict: a listener's engine for client certificates; the explainer alone for
-  // --server (no listener verifies servers)
-  const engine = f.server ? undefined : await engineVerdict([leaf!, ...presented], trust);
-  const v = reconcile(explained, engine);
-  if (f.json) {
-    process.stdout.write(
-      JSON.stringify(
-        {
-          file,
-          accepted: v.accepted,
-          purpose: role,
-          checkedAt: now.toISOString(),
-          ...(engine ? { result: engine.result, engine: { result: engine.result, message: engine.message ?? null, handshakeError: engine.handshakeError ?? null }, explainerAgrees: v.agrees } : {}),
-          chain: explained.chain.map((c) => summarize(c, now).subject),
-          reasons: v.reasons,
-          warnings: v.warnings,
-        },
-        null,
-        2,
-      ) + '\n',
-    );
-  } else if (v.accepted) {
-    process.stdout.write(`accepted: ${summarize(leaf!, now).subject} would be accepted as a ${role} certificate\n`);
-    process.stdout.write(`  chain: ${explained.chain.map((c) => summarize(c, now).subject).join('  ->  ')}\n`);
-  } else {
-    process.stdout.write(`refused: ${summarize(leaf!, now).subject} would be refused as a ${role} certificate (${v.reasons.length} reason${v.reasons.length === 1 ? '' : 's'})\n`);
-    if (engine) process.stdout.write(`  the listener's verdict: FAILED:${engine.result}\n`);
-    for (const reason of v.reasons) {
-      process.stdout.write(`  - [${reason.code}] ${reason.message}\n      fix: ${reason.fix}\n`);
+  const json: unknown[] = [];
+  let refused = 0;
+  for (const file of files) {
+    const [leaf, ...rest] = readCerts(file);
+    // a chain file usually starts with the leaf again (cert issue writes leaf + intermediates)
+    const presented = [...rest, ...(f.chain ? readCerts(f.chain, 'chain file') : [])].filter((c, i, all) => c.fingerprint256 !== leaf!.fingerprint256 && all.findIndex((x) => x.fingerprint256 === c.fingerprint256) === i);
+    const now = new Date();
+    const explained = explainVerify(leaf!, {
+      cas,
+      intermediates: presented,
+      knownIntermediates: known,
+      crls,
+      now,
+      verifyDepth: trust.verify_depth ?? 3,
+      purpose: role,
+      crlMode: trust.crl_mode ?? 'chain',
+      strict: policy.strict_rfc5280,
+      policy,
+    });
+    // The verdict: a listener's engine for client certificates; the explainer alone for
+    // --server (no listener verifies servers)
+    const engine = f.server ? undefined : await engineVerdict([leaf!, ...presented], trust);
+    const v = reconcile(explained, engine);
+    if (!v.accepted) refused++;
+    const out = process.stdout;
+    if (f.json) {
+      json.push({
+        file,
+        accepted: v.accepted,
+        purpose: role,
+        checkedAt: now.toISOString(),
+        ...(engine ? { result: engine.result, engine: { result: engine.result, message: engine.message ?? null, handshakeError: engine.handshakeError ?? null }, explainerAgrees: v.agrees } : {}),
+        chain: explained.chain.map((c) => summarize(c, now).subject),
+        reasons: v.reasons,
+        warnings: v.warnings,
+      });
+    } else {
+      const who = `${files.length > 1 ? `${file}: ` : ''}${summarize(leaf!, now).subject}`;
+      if (v.accepted) {
+        out.write(`accepted: ${who} would be accepted as a ${role} certificate\n`);
+        out.write(`  chain: ${explained.chain.map((c) => summarize(c, now).subject).join('  ->  ')}\n`);
+      } else {
+        out.write(`refused: ${who} would be refused as a ${role} certificate (${v.reasons.length} reason${v.reasons.length === 1 ? '' : 's'})\n`);
+        if (engine) out.write(`  the listener's verdict: FAILED:${engine.result}\n`);
+        for (const reason of v.reasons) out.write(`  - [${reason.code}] ${reason.message}\n      fix: ${reason.fix}\n`);
+      }
+      for (const w of v.warnings) out.write(`  warning: ${w}\n`);
+    }
+    if (engine && !v.agrees) {
+      process.stderr.write(`portcullis: note: for ${file}, the explanation (${explained.reasons.map((r) => r.code).join(', ') || 'no reason'}) differs from the listener's verdict (${engine.result}); the verdict shown is the listener's. Please report this with the certificate.\n`);
     }
   }
-  if (!f.json) for (const w of v.warnings) process.stdout.write(`  warning: ${w}\n`);
-  if (engine && !v.agrees) {
-    process.stderr.write(`portcullis: note: the explanation (${explained.reasons.map((r) => r.code).join(', ') || 'no reason'}) differs from the listener's verdict (${engine.result}); the verdict above is the listener's. Please report this with the certificate.\n`);
-  }
-  if (!v.accepted) process.exitCode = 1;
+  // one file: one object (as before); several: an array in argument order
+  if (f.json) process.stdout.write(JSON.stringify(files.length === 1 ? json[0] : json, null, 2) + '\n');
+  if (refused > 0) process.exitCode = 1;
 }
 
 const DEFAULT_POLICY = { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'] as ('rsa' | 'ec' | 'ed25519')[], max_validity: 0, strict_rfc5280: false };
@@ -339,8 +343,8 @@ export function register(program: Command): void {
 
   cert
     .command('verify')
-    .description("say whether a client certificate would be accepted, and why not, with the listener's own verification (exit 0 accepted, 1 refused)")
-    .argument('<cert>', 'certificate file (PEM; may hold the chain after the leaf)')
+    .description("say whether client certificates would be accepted, and why not, with the listener's own verification (exit 0 all accepted, 1 any refused)")
+    .argument('<cert...>', 'certificate file(s) (PEM; each may hold its chain after the leaf)')
     .option('--ca <file>', 'trusted CA file, or a CA folder (repeatable)', collect)
     .option('--crl <file>', 'CRL file, PEM or DER (repeatable)', collect)
     .option('--crl-mode <mode>', 'chain (every CA of the chain needs a CRL) or leaf, as tls.crl_mode (default chain)')

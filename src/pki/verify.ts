@@ -12,6 +12,7 @@ import type { X509Certificate } from 'node:crypto';
 import { x509 } from './x509.js';
 import { crlSignedBy, crlUnusable, normalizeSerial, type CrlInfo, type CrlMode } from './crl.js';
 import { chainRuleFindings } from './chain-rules.js';
+import { readCertificate } from './der.js';
 import { keyFacts, keyFloorProblem, type KeyFloor } from './key-facts.js';
 
 export type VerifyCode =
@@ -142,12 +143,24 @@ const facts = new WeakMap<X509Certificate, ExtraFacts>();
 export function extraFacts(x: X509Certificate): ExtraFacts {
   let f = facts.get(x);
   if (!f) {
-    const p = new x509.X509Certificate(x.raw);
-    f = {
-      pathLen: p.getExtension(x509.BasicConstraintsExtension)?.pathLength,
-      keyUsage: p.getExtension(x509.KeyUsagesExtension)?.usages,
-      issuerDer: Buffer.from(p.issuerName.toArrayBuffer()),
-    };
+    try {
+      const p = new x509.X509Certificate(x.raw);
+      f = {
+        pathLen: p.getExtension(x509.BasicConstraintsExtension)?.pathLength,
+        keyUsage: p.getExtension(x509.KeyUsagesExtension)?.usages,
+        issuerDer: Buffer.from(p.issuerName.toArrayBuffer()),
+      };
+    } catch {
+      // an extension the library cannot decode (a malformed AIA...): the chain rules name
+      // the fault; here only the issuer is needed, read with the plain DER reader
+      let issuerDer: Buffer = Buffer.alloc(0);
+      try {
+        issuerDer = readCertificate(x.raw).issuer;
+      } catch {
+        // unparseable: no CRL will match it
+      }
+      f = { pathLen: undefined, keyUsage: undefined, issuerDer };
+    }
     facts.set(x, f);
   }
   return f;

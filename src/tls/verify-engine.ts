@@ -25,7 +25,8 @@ import { randomBytes, type X509Certificate } from 'node:crypto';
 import pino from 'pino';
 import { createCA, issueCert } from '../pki/issue.js';
 import { ConfigSchema, type ListenerTlsConfig, type TrustConfig } from '../config/schema.js';
-import { buildListenerTls, checkPeer, startHandshake, type PeerResult } from './listener-tls.js';
+import { buildListenerTls, checkPeer, judgePeer, startHandshake, type PeerResult } from './listener-tls.js';
+import { retainVerifyResult } from '../platform/node-internals.js';
 import { reasonMessage, type HandshakeResult } from './verify-result.js';
 import { setTlsLog, tlsLog } from './tls-log.js';
 
@@ -152,6 +153,18 @@ export async function engineVerdict(presented: readonly X509Certificate[], trust
   }
 }
 
+/** The sent certificates above the leaf, linked issuer by issuer as Node links a peer chain, anchor excluded. */
+function linkedChain(presented: readonly X509Certificate[]): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  let cur = presented[0]!;
+  for (;;) {
+    const next = presented.find((c) => !out.includes(c) && c !== presented[0] && cur.checkIssued(c));
+    if (!next || next.checkIssued(next)) return out;
+    out.push(next);
+    cur = next;
+  }
+}
+
 function handshakeUpToCertificate(presented: readonly X509Certificate[], rt: ReturnType<typeof buildListenerTls>, timeoutMs: number): Promise<PeerResult | { handshakeError: string }> {
   return new Promise((resolve, reject) => {
     let done = false;
@@ -169,7 +182,18 @@ function handshakeUpToCertificate(presented: readonly X509Certificate[], rt: Ret
     const server = net.createServer((raw) => {
       server.close();
       const sock = startHandshake(raw, rt, [], server);
-      sock.on('error', (err: Error & { code?: string }) => finish({ handshakeError: err.code ?? err.message }));
+      const verifyResult = retainVerifyResult(sock);
+      sock.on('error', (err: Error & { code?: string }) => {
+        // OpenSSL 3 may abort a TLS 1.2 handshake right after verifying the chain, when a
+        // failed signature check left an error on its queue; a TLS 1.3 handshake (what the
+        // listener mostly sees) goes on, and checkPeer decides on that result. Decide the same.
+        const result = verifyResult();
+        if (result && presented.length > 0) {
+          judgePeer(presented[0]!, linkedChain(presented), result, rt.default.trust).then(finish, (e: unknown) => finish({ verify: 'FAILED', reason: 'error', message: reasonMessage('error', (e as Error).message) }));
+          return;
+        }
+        finish({ handshakeError: err.code ?? err.message });
+      });
       // OpenSSL verifies the chain while it processes the Certificate message, in the read
       // callback for the bytes that carry it; poll until that has happened
       const poll = (): void => {
