@@ -14,7 +14,10 @@
 //   critical-extension         a critical extension OpenSSL does not process (the same
 //                              list as OpenSSL's, so the explanation matches its verdict)
 //   ca-key-policy              a CA key (anchor or intermediate) under cert_policy's
-//                              floor or of a type it does not allow (DSA, P-192...)
+//                              floor, or of no family it knows (DSA, explicit curves...);
+//                              the floor is capped at the defaults (2048-bit RSA, 256-bit
+//                              EC), so raising it for client keys does not refuse the CA
+//                              that issued them, and key_types restricts client keys only
 // Only with cert_policy.strict_rfc5280 (real private CAs often fail them, Go and webpki
 // do not enforce them):
 //   strict-aki                 no authorityKeyIdentifier in a certificate that is not self-signed
@@ -41,8 +44,13 @@ export interface RuleFinding {
 
 export interface RuleOptions {
   strict: boolean;
-  /** the cert_policy key floor, applied to CA keys too; absent: no key rule */
+  /** the cert_policy key floor (caKeyFloor derives what CA keys must meet); absent: no key rule */
   policy?: KeyFloor;
+}
+
+/** What CA keys must meet under a cert_policy: its floor, capped at the defaults; any known family. */
+export function caKeyFloor(p: KeyFloor): KeyFloor {
+  return { key_types: ['rsa', 'ec', 'ed25519'], min_rsa_bits: Math.min(p.min_rsa_bits, 2048), min_ec_bits: Math.min(p.min_ec_bits, 256) };
 }
 
 const OID = {
@@ -235,7 +243,7 @@ export function chainRuleFindings(path: readonly X509Certificate[], anchored: bo
         );
       }
       if (opts.policy) {
-        const weak = keyFloorProblem(keyFacts(x), opts.policy);
+        const weak = keyFloorProblem(keyFacts(x), caKeyFloor(opts.policy));
         if (weak) add('ca-key-policy', 'policy', i, `${describe(i)} has a key the certificate policy refuses (${weak}); a chain is no stronger than its weakest CA key`, 'replace that CA (and what it signed) with one whose key meets cert_policy, or lower the floor if you accept the risk', true);
       }
       if (f.ncError) {

@@ -16,6 +16,7 @@ import { buildOcspCheck } from './ocsp-check.js';
 import { buildPinCheck, buildPolicyCheck } from './cert-policy.js';
 import { buildChainRuleChecks } from './chain-check.js';
 import { keyFacts, keyFloorProblem } from '../pki/key-facts.js';
+import { caKeyFloor } from '../pki/chain-rules.js';
 import { tlsLog } from './tls-log.js';
 import type { ClientAuth, TrustConfig } from '../config/schema.js';
 import type { VerifyReason } from './verify-result.js';
@@ -121,7 +122,7 @@ export function buildTrust(cfg: TrustConfig, field: string, minVersion: string):
 function warnWeakAnchors(files: CertFile[], policy: TrustConfig['cert_policy'], field: string): void {
   for (const f of files) {
     for (const c of f.certs) {
-      const weak = keyFloorProblem(keyFacts(c), policy);
+      const weak = keyFloorProblem(keyFacts(c), caKeyFloor(policy));
       if (!weak) continue;
       const name = (c.subject ?? '').split('\n').reverse().join(',');
       tlsLog().warn(
