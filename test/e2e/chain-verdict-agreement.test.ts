@@ -189,3 +189,26 @@ for (const cs of set.cases) {
     }
   });
 }
+
+test('portcullis check shows the load-time warnings: unusable CRLs and trust anchors under the key floor', async () => {
+  const cfg = join(dir, 'check-warnings.json');
+  const server = { cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+  const names = ['main', 'crl-crl-without-number-chain-mode', 'crl-crl-number-critical'];
+  writeFileSync(cfg, JSON.stringify({ listeners: names.map((n) => listenerConfig(n, set.listeners[n]!, server)), upstreams: { app: { endpoints: [up.url] } } }));
+  const r = await run(['check', '-c', cfg]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /"event":"crl_unusable".*no cRLNumber.*"refused":true|"refused":true.*no cRLNumber/);
+  assert.match(r.err, /cRLNumber extension is marked critical/);
+  assert.match(r.err, /"event":"weak_trust_anchor".*Root trust-anchor-rsa-1024/);
+});
+
+test('cert verify -c takes the trust of a listener (strict_rfc5280 here) from the config file', async () => {
+  const cfg = join(dir, 'verify-config.json');
+  const server = { cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+  writeFileSync(cfg, JSON.stringify({ listeners: ['main', 'strict'].map((n) => listenerConfig(n, set.listeners[n]!, server)), upstreams: { app: { endpoints: [up.url] } } }));
+  const c = set.cases.find((x) => x.name === 'leaf-without-aki')!;
+  const strict = JSON.parse((await run(['cert', 'verify', '--json', '-c', cfg, '--listener', 'strict', c.chain])).out) as { accepted: boolean; result: string };
+  assert.deepEqual([strict.accepted, strict.result], [false, 'invalid_cert']);
+  const main = JSON.parse((await run(['cert', 'verify', '--json', '-c', cfg, c.chain])).out) as { accepted: boolean; result: string };
+  assert.deepEqual([main.accepted, main.result], [true, 'ok'], 'without --listener: the first TLS listener');
+});
