@@ -170,6 +170,12 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
       throw new PortcullisError(ErrorCodes.KEY_PARSE, `${f.key} is not a readable private key (${(err as Error).message})`, { path: f.key });
     }
     if (!ours[0]!.checkPrivateKey(pk)) throw new PortcullisError(ErrorCodes.KEY_MISMATCH, `${f.key} is not the key of ${f.cert}; pass the matching key`, { path: f.key });
+    try {
+      // OpenSSL's security level can refuse a chain outright (OpenSSL 3.5: "ca key too small")
+      tls.createSecureContext({ cert, key });
+    } catch (err) {
+      throw new PortcullisError(ErrorCodes.CERT_PARSE, `${f.cert} cannot be presented by this TLS library (${(err as Error).message}); a server on the same OpenSSL refuses it too: re-issue the chain with stronger CA keys`, { path: f.cert });
+    }
     const leaf = ours[0]!;
     const local = await clientChainFacts(leaf, ours.slice(1).filter((c) => c.fingerprint256 !== leaf.fingerprint256), { clientCa: f.clientCa, crl: f.crl, crlMode: f.crlMode });
     predicted = local.engine;

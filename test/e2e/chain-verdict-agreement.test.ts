@@ -48,7 +48,9 @@ async function proxyVerdict(c: ChainCase): Promise<string> {
   const before = proxy.accessLines().filter((l) => l.event === 'tls_handshake_failed').length;
   const status = await new Promise<number>((resolve) => {
     const chunks: Buffer[] = [];
-    const sock = tls.connect({ host: '127.0.0.1', port: proxy.ports[c.listener]!, servername: 'localhost', ca: readFileSync(serverCa), cert: readFileSync(c.chain), key: readFileSync(c.key) });
+    // security level 0 on this test client only: OpenSSL 3.5 (Node 22, 24) will not even
+    // load a chain with an RSA-1024 CA, and the point is to see what the proxy does with it
+    const sock = tls.connect({ host: '127.0.0.1', port: proxy.ports[c.listener]!, servername: 'localhost', ca: readFileSync(serverCa), cert: readFileSync(c.chain), key: readFileSync(c.key), ciphers: 'DEFAULT:@SECLEVEL=0' });
     sock.on('secureConnect', () => sock.write('GET /agree HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
     sock.on('data', (d: Buffer) => chunks.push(d));
     sock.on('error', () => undefined);
@@ -140,6 +142,11 @@ before(async () => {
     .map((c) => async () => {
       const t = set.listeners[c.listener]!;
       const r = await run(['doctor', `https://127.0.0.1:${proxy.ports[c.listener]}/`, '--servername', 'localhost', '--cert', c.chain, '--key', c.key, '--ca', serverCa, ...trustArgs(t, true), '--json', '--timeout', '10000']);
+      if (r.code === 1 && /cannot be presented by this TLS library/.test(r.err)) {
+        // OpenSSL 3.5 refuses to load the chain as a client: doctor says so and stops
+        seen.get(key(c))!.doctor = { accepted: false, predicted: null, raw: r.err };
+        return;
+      }
       assert.ok(r.out.startsWith('{'), `doctor gave no JSON for ${c.name} (exit ${r.code}): ${r.err}`);
       const j = JSON.parse(r.out) as { client: { refused: unknown; predicted: { accepted: boolean; result: string } | null }; http: { status: number } | null };
       seen.get(key(c))!.doctor = { accepted: j.client.refused === null && j.http?.status === 200, predicted: j.client.predicted, raw: r.out };
@@ -183,7 +190,7 @@ for (const cs of set.cases) {
     assert.ok(s.verify!.agrees, `the explanation (${s.verify!.codes.join(', ')}) does not account for ${s.proxy}`);
     assert.equal(s.doctor!.accepted, accepted, `doctor observed ${s.doctor!.accepted ? 'acceptance' : 'a refusal'}, proxy ${s.proxy}: ${s.doctor!.raw}`);
     // doctor's prediction has no strict_rfc5280 switch: it predicts the default policy
-    if (cs.listener !== 'strict') {
+    if (cs.listener !== 'strict' && !/cannot be presented/.test(s.doctor!.raw)) {
       assert.equal(s.doctor!.predicted?.accepted, accepted, `doctor predicted ${JSON.stringify(s.doctor!.predicted)}, proxy ${s.proxy}`);
       assert.equal(s.doctor!.predicted?.result, s.proxy);
     }
