@@ -258,6 +258,9 @@ const CertPolicySchema = strict({
   min_ec_bits: int(0).default(256),
   key_types: z.array(z.enum(['rsa', 'ec', 'ed25519'])).min(1).default(() => ['rsa' as const, 'ec' as const, 'ed25519' as const]),
   max_validity: duration().default(0),
+  // RFC 5280 rules that real private CAs often break (missing AKI/SKI, basicConstraints or
+  // nameConstraints of a CA not marked critical): off by default, see docs/security.md
+  strict_rfc5280: z.boolean().default(false),
 });
 
 const pinList = () =>

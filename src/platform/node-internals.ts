@@ -21,6 +21,11 @@
 //    is full. Node's own socket timeouts read it; it is the only place that sees bytes the
 //    TLS layer or an Http2Session wrote natively. limits.send_timeout uses it, and falls
 //    back to public counters (bytesWritten) when it is missing.
+// 7. The same `verifyError()` read after a handshake failed: the verify engine
+//    (tls/verify-engine.ts) keeps the handle, because OpenSSL may abort a TLS 1.2 handshake
+//    right after verifying the chain (an error left on its queue by a signature check) where
+//    a TLS 1.3 one goes on; the verification result is still there. Without it the engine
+//    reports such a chain as a TLS-level `error` instead of the listener's reason.
 import { createRequire } from 'node:module';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
@@ -88,6 +93,19 @@ export function tlsVerifyError(sock: TLSSocket): (Error & { code?: string }) | n
 }
 
 /** Marks a server TLSSocket whose handshake is done as tls.Server would, so http2 can take it. */
+/** Reads the verification result later, even after the socket failed and let go of its handle (6.). */
+export function retainVerifyResult(sock: TLSSocket): () => (Error & { code?: string }) | null | undefined {
+  const handle = (sock as unknown as { _handle?: { verifyError?(): (Error & { code?: string }) | null } | null })._handle;
+  return () => {
+    if (!handle || typeof handle.verifyError !== 'function') return undefined;
+    try {
+      return handle.verifyError();
+    } catch {
+      return undefined;
+    }
+  };
+}
+
 export function markHandshakeDone(sock: TLSSocket): void {
   const s = sock as unknown as { secureConnecting?: boolean };
   if (s.secureConnecting) s.secureConnecting = false;

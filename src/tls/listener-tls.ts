@@ -198,12 +198,26 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (trust.clientAuth === 'none') return { verify: 'NONE' };
   const leaf = sock.getPeerX509Certificate();
   if (!leaf) return { verify: 'NONE', reason: 'no_cert', message: reasonMessage('no_cert') };
-  const err = tlsVerifyError(sock);
+  return judgePeer(leaf, chainAbove(leaf), tlsVerifyError(sock), trust);
+}
+
+/**
+ * checkPeer's decision, from the leaf, the chain it sent above it (trust anchor excluded)
+ * and OpenSSL's verification result (null: verified; undefined: not reported). Also used
+ * by the verify engine when OpenSSL aborted its handshake after verifying the chain.
+ */
+export async function judgePeer(leaf: X509Certificate, chain: X509Certificate[], err: (Error & { code?: string }) | null | undefined, trust: TrustRuntime): Promise<PeerResult> {
   if (err === undefined) return fail('error', leaf, 'the TLS layer did not report a verification result');
   if (err) {
     let reason = reasonFromOpenSsl(err.code ?? '');
     // OpenSSL's purpose check is what usually catches a CA certificate presented as a leaf
     if (reason === 'bad_eku' && leaf.ca) reason = 'ca_as_leaf';
+    // OpenSSL reports one error, and for several structural faults an unspecific or
+    // version-dependent one (UNSPECIFIED for a name constraint on 3.0, INVALID_PURPOSE for
+    // a v1 intermediate): when portcullis' own rules find the fault, they name it, the
+    // same on every OpenSSL and the same as `cert verify` explains it
+    const ours = trust.rules?.(leaf, chain);
+    if (ours) return fail(ours.reason, leaf, `${ours.detail}; OpenSSL: ${err.code ?? err.message}`);
     return fail(reason, leaf, detailFor(reason, leaf, err.code ?? err.message));
   }
   // OpenSSL's ssl_client purpose check already refuses a leaf whose EKU lacks clientAuth
@@ -216,7 +230,6 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (eku && eku.length > 0 && !eku.includes(CLIENT_AUTH_EKU) && !eku.includes(ANY_EKU)) {
     return fail('bad_eku', leaf, `extended key usage is ${eku.join(', ')}`);
   }
-  const chain = chainAbove(leaf);
   if (chain.length > trust.verifyDepth) {
     return fail('depth_exceeded', leaf, `${chain.length} intermediates, verify_depth is ${trust.verifyDepth}`);
   }
