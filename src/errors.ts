@@ -104,6 +104,8 @@ export const WarningCodes = {
   KEY_PERMISSIONS: 'PCL_WARN_KEY_PERMISSIONS',
   /** client_auth: optional, but nothing requires a certificate */
   CLIENT_AUTH_UNENFORCED: 'PCL_WARN_CLIENT_AUTH_UNENFORCED',
+  /** a key the schema accepts but the proxy does not act on yet */
+  NOT_IMPLEMENTED: 'PCL_WARN_NOT_IMPLEMENTED',
 } as const;
 
 export type WarningCode = (typeof WarningCodes)[keyof typeof WarningCodes];

@@ -1,7 +1,8 @@
 // What `portcullis check` warns about in a config that is valid and provisions, but will
 // hurt in production: a served chain without its intermediate, CRLs that lock out a
 // trusted CA, certificates and CRLs about to lapse, private keys others can read, and
-// `client_auth: optional` with nothing that requires a certificate. Warnings leave the
+// `client_auth: optional` with nothing that requires a certificate, and keys that are
+// accepted but not implemented yet. Warnings leave the
 // exit code at 0; `check --strict` makes them errors. Reads the (already validated)
 // files itself; runs after provisioning succeeded, so every file here parses.
 import tls from 'node:tls';
@@ -256,6 +257,24 @@ function optionalWarnings(l: ListenerConfig, i: number): ConfigWarning[] {
   return out;
 }
 
+/**
+ * Keys the schema accepts but the proxy does not act on yet (CONVENTIONS: "if it is not
+ * built, check says so"); remove each line here when its feature lands.
+ */
+function notImplementedWarnings(c: LoadedConfig): ConfigWarning[] {
+  const out: ConfigWarning[] = [];
+  for (const [name, u] of Object.entries(c.upstreams)) {
+    if (u.health_check) {
+      out.push(warn(WarningCodes.NOT_IMPLEMENTED, `upstreams.${name}.health_check`, 'accepted but not implemented yet: no health checks are run and every endpoint counts as healthy; remove it, or keep it knowing it has no effect'));
+    }
+    const http = u.endpoints.some((e) => /^(https?|h2c):/i.test(e));
+    if (http && u.balance !== 'round_robin') {
+      out.push(warn(WarningCodes.NOT_IMPLEMENTED, `upstreams.${name}.balance`, `${u.balance} is only implemented for tcp upstreams; http upstreams are balanced round robin whatever this says, so remove it or set round_robin`));
+    }
+  }
+  return out;
+}
+
 /** Every warning for a loaded, provisionable config; `now` for tests. */
 export function configWarnings(c: LoadedConfig, now: Date = new Date()): ConfigWarning[] {
   const files = new Files();
@@ -291,5 +310,6 @@ export function configWarnings(c: LoadedConfig, now: Date = new Date()): ConfigW
     for (const t of trusts(l, i)) out.push(...crlWarnings(t, files, now, reportedCrls));
     out.push(...optionalWarnings(l, i));
   });
+  out.push(...notImplementedWarnings(c));
   return out;
 }

@@ -172,6 +172,27 @@ test('check-optional-client-auth-unenforced: optional with no route requiring a 
   assert.match(tcp.warnings.join('\n'), /optional, and the listener has no allow rules.*\[PCL_WARN_CLIENT_AUTH_UNENFORCED\]/);
 });
 
+test('check-accepted-but-not-implemented: health_check and a non-round-robin balance on an http upstream are reported', () => {
+  const file = join(dir, 'not-built.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listeners: [{ name: 'api', address: '127.0.0.1:0', tls: { cert: fromRoot.cert, key: fromRoot.key, client_ca: rootA.cert }, routes: [{ upstream: 'app' }] }],
+      upstreams: {
+        app: { endpoints: [up.url], balance: 'least_request', health_check: { path: '/up' } },
+        db: { endpoints: [`tcp://127.0.0.1:${up.port}`], balance: 'least_request' },
+      },
+    }),
+  );
+  const r = check(file);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(
+    r.warnings.map((w) => w.replace(/^(warning: [^:]+): .*(\[\w+\])$/, '$1: $2')),
+    ['warning: upstreams.app.health_check: [PCL_WARN_NOT_IMPLEMENTED]', 'warning: upstreams.app.balance: [PCL_WARN_NOT_IMPLEMENTED]'],
+    r.stderr,
+  );
+});
+
 test('check --strict turns every warning into an error and exits 1', () => {
   const file = config({ cert: viaIntermediate.cert, key: viaIntermediate.key, tls: { client_auth: 'optional', client_ca: [rootA.cert, rootB.cert], crl: crlA } });
   const loose = check(file);
