@@ -129,6 +129,9 @@ function chainWarning(s: Served, certs: X509Certificate[], known: X509Certificat
   const issuers = known.filter((c) => issuedBy(top, c));
   // a root CA is not sent (clients have it); an intermediate must be
   if (issuers.some(selfSigned)) return undefined;
+  // the file already carries intermediates, and the CA above the last one is unknown here:
+  // almost always the root the clients hold, so only a known intermediate is worth a word
+  if (top !== leaf && issuers.length === 0) return undefined;
   const issuer = oneLine(top.issuer);
   const after = top === leaf ? 'the certificate' : `"${oneLine(top.subject)}"`;
   const what = `"${oneLine(leaf.subject)}" in ${s.file}`;
