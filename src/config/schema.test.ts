@@ -46,7 +46,7 @@ test('the minimal config gets every documented default', () => {
   assert.equal(l.proxy_protocol, 'off');
   assert.equal(l.merge_slashes, true);
   assert.equal(l.upstream, undefined);
-  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 0, max_headers: 100 });
+  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 1024, handshake_timeout: 10_000, send_timeout: 60_000, max_headers: 100 });
   assert.deepEqual(l.tls, {
     cert: 'pki/server.crt',
     key: 'pki/server.key',
@@ -270,4 +270,19 @@ test('suggestKey finds likely typos and nothing for unrelated words', () => {
   assert.equal(suggestKey('certs', known), 'cert');
   assert.equal(suggestKey('banana', known), undefined);
   assert.equal(suggestKey('listener', ['workers', 'admin', 'log', 'listeners', 'upstreams']), 'listeners');
+});
+
+test('connection limits: max_connections 0 means no limit, handshake_timeout must be above 0, send_timeout 0 turns it off', () => {
+  const withLimits = (limits: Record<string, unknown>) => {
+    const raw = minimal() as { listeners: Record<string, unknown>[] };
+    raw.listeners[0]!.limits = limits;
+    return parse(raw).listeners[0]!.limits;
+  };
+  const l = withLimits({ max_connections: 0, handshake_timeout: '3s', send_timeout: 0 });
+  assert.equal(l.max_connections, 0);
+  assert.equal(l.handshake_timeout, 3000);
+  assert.equal(l.send_timeout, 0);
+  assert.equal(withLimits({ send_timeout: '2m' }).send_timeout, 120_000);
+  assert.throws(() => withLimits({ handshake_timeout: '0s' }), /must be longer than 0/);
+  assert.throws(() => withLimits({ max_connections: -1 }));
 });

@@ -341,7 +341,13 @@ const LimitsSchema = strict({
   max_body_bytes: int(0).default(0),
   header_timeout: duration().default(10_000),
   idle_timeout: duration().default(60_000),
-  max_connections: int(0).default(0),
+  // open connections per listener per worker, handshakes included; 0 = no limit.
+  // docs/connection-limits.md: why 1024 (nginx worker_connections, the open-file limit)
+  max_connections: int(0).default(1024),
+  // from accept to a finished TLS handshake; a handshake must end, so 0 is refused
+  handshake_timeout: duration({ positive: true }).default(10_000),
+  // a client that takes no bytes while some wait for it is closed after this; 0 = never
+  send_timeout: duration().default(60_000),
   /** header fields per request (HTTP/2: after joining cookie crumbs); more gets 431 */
   max_headers: int(1).default(100),
 });

@@ -17,10 +17,14 @@
 // 4. The native secure context (`SecureContext#context`): session ticket key rotation on
 //    live contexts and the certificate/issuer of a context for OCSP stapling.
 // 5. `net.Server#_sharedCreds`: the context Node staples from when no SNI context was chosen.
+// 6. The TCP handle's `writeQueueSize`: bytes libuv holds because the kernel's send buffer
+//    is full. Node's own socket timeouts read it; it is the only place that sees bytes the
+//    TLS layer or an Http2Session wrote natively. limits.send_timeout uses it, and falls
+//    back to public counters (bytesWritten) when it is missing.
 import { createRequire } from 'node:module';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
-import type { Server } from 'node:net';
+import { Socket, type Server } from 'node:net';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 
 // --- 1. llhttp ------------------------------------------------------------------------
@@ -108,6 +112,14 @@ export function setStaplingContext(server: Server, current: () => SecureContext 
   Object.defineProperty(server, '_sharedCreds', { configurable: true, get: current });
 }
 
+// --- 6. TCP write queue --------------------------------------------------------------------
+
+/** Bytes queued in libuv for a TCP socket; undefined when the handle does not tell. */
+export function tcpWriteQueueSize(raw: Socket): number | undefined {
+  const n = (raw as unknown as { _handle?: { writeQueueSize?: unknown } | null })._handle?.writeQueueSize;
+  return typeof n === 'number' ? n : undefined;
+}
+
 // --- the start-up self-test ---------------------------------------------------------------
 
 /** What this runtime lacks of the internals above; empty when everything is as expected. */
@@ -123,6 +135,9 @@ export function runtimeProblems(): string[] {
     const h = (sock as unknown as { _handle?: { verifyError?: unknown } })._handle;
     if (!h || typeof h.verifyError !== 'function') problems.push('the TLS handle has no verifyError()');
     if (typeof (sock as unknown as { secureConnecting?: unknown }).secureConnecting !== 'boolean') problems.push('TLSSocket has no secureConnecting flag');
+    // a net.Socket only gets its TCP handle once connected; the check is on the prototype chain
+    // of a connected handle in the unit test (send-timeout.test.ts), and a missing field only
+    // makes send_timeout use the public counters, so it is not a start-up failure
   } finally {
     sock.destroy();
     raw.destroy();

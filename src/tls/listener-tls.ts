@@ -10,7 +10,7 @@
 // via SSL_VERIFY_FAIL_IF_NO_PEER_CERT) and lets us inspect every other failure.
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import type { Server, Socket } from 'node:net';
-import { createHmac, randomBytes, type X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, createHmac, randomBytes, type X509Certificate } from 'node:crypto';
 import { readKeyPair, oneLine } from './pem.js';
 import { buildTrust, type TrustRuntime } from './trust.js';
 import { reasonFromOpenSsl, reasonMessage, type VerifyReason } from './verify-result.js';
@@ -21,6 +21,15 @@ import { compileRules, type CompiledRule } from '../policy/rules.js';
 import { nativeContext, tlsVerifyError } from '../platform/node-internals.js';
 
 const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * OpenSSL options of every listener context. SSL_OP_NO_RENEGOTIATION: a TLS 1.2 client
+ * may not renegotiate (TLS 1.3 has no renegotiation). Each renegotiation is a full
+ * handshake's CPU on the worker, and Node's own limit (tls.CLIENT_RENEG_LIMIT) only
+ * reports through tls.Server, which listeners do not use; nginx refuses renegotiation
+ * the same way. The client gets a no_renegotiation alert; listener-server.ts then closes.
+ */
+export const LISTENER_SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 const ANY_EKU = '2.5.29.37.0';
 
 export type { TrustRuntime } from './trust.js';
@@ -117,6 +126,7 @@ function buildEntry(
     // the digest of everything that decides acceptance
     sessionIdContext: trust.digest.slice(0, 32),
     ticketKeys: deriveTicketKeys(ticketSecret, trust.digest),
+    secureOptions: LISTENER_SECURE_OPTIONS,
   });
   return { name, serverNames, context, trust, ...rules };
 }

@@ -19,7 +19,7 @@ import { headerMapOf } from '../request-headers.js';
 import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
 import { handleH2WebSocket } from './websocket.js';
 
-const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } = http2.constants;
 
 class BodyTooLarge extends Error {
   code = 'PCL_BODY_TOO_LARGE';
@@ -30,8 +30,9 @@ interface H2Sink extends ResponseSink {
   readonly ended: boolean;
 }
 
-function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
+function streamSink(stream: ServerHttp2Stream, isHead: boolean, sendTimeout: number, onSendTimeout: () => void): H2Sink {
   let status = 0;
+  let drainTimer: NodeJS.Timeout | undefined;
   let headersSent = false;
   let ended = false;
   let trailers: HeaderMap | undefined;
@@ -41,6 +42,7 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
     onAbort.clear();
   };
   stream.once('close', () => {
+    clearTimeout(drainTimer);
     if (!ended) abort();
   });
   return {
@@ -76,7 +78,13 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
       return stream.write(chunk);
     },
     onceDrain(cb) {
-      stream.once('drain', cb);
+      // limits.send_timeout for a client that reads its socket but grants this stream no
+      // flow-control window: the listener's socket-level check (send-timeout.ts) cannot see it
+      if (sendTimeout > 0) drainTimer = setTimeout(onSendTimeout, sendTimeout).unref();
+      stream.once('drain', () => {
+        clearTimeout(drainTimer);
+        cb();
+      });
     },
     end(t) {
       if (ended || stream.destroyed) return;
@@ -235,7 +243,11 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
   const { route, decision } = adm;
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, path, status, { route, decision, path: adm.path, ...extra });
 
-  const sink = streamSink(stream, method === 'HEAD');
+  const sendTimeout = l.cfg.limits.send_timeout;
+  const sink = streamSink(stream, method === 'HEAD', sendTimeout, () => {
+    l.telemetry.log.warn({ event: 'send_timeout', listener: l.name, remote_addr: conn.remoteAddress, stream: stream.id, send_timeout_ms: sendTimeout }, `listener ${l.name}: reset HTTP/2 stream ${stream.id} from ${conn.remoteAddress} because its client granted no flow-control window for ${sendTimeout} ms (limits.send_timeout)`);
+    stream.close(NGHTTP2_CANCEL);
+  });
   const hasBody = (flags & NGHTTP2_FLAG_END_STREAM) === 0 && !stream.readableEnded;
   let bytesIn = 0;
   let body: Transform | null = null;
