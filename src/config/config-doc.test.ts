@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { ConfigSchema } from './schema.js';
 import { configJsonSchema, type JsonSchema } from './json-schema.js';
 import { docProblems, fullExample, renderConfigDoc } from './config-doc.js';
+import { PENDING_DOCS } from './key-docs.js';
 
 // compiled to dist/src/config/, three levels below the repository root
 const DOC = fileURLToPath(new URL('../../../docs/configuration.md', import.meta.url));
@@ -39,6 +40,21 @@ test('a key added to the schema shows up in the doc by itself, flagged until it 
   const doc = renderConfigDoc(schema);
   assert.match(doc, /\| `max_widgets` \| integer ≥ 1 \| `7` \| \*\*Undocumented: describe it in src\/config\/key-docs\.ts\.\*\* \|/);
   assert.deepEqual(docProblems(schema).undocumented, ['listeners[].limits.max_widgets']);
+});
+
+test('a key announced in PENDING_DOCS is documented as soon as the schema has it, and reported as landed', () => {
+  const schema = configJsonSchema({ internal: true });
+  const limits = (((schema.properties as any).listeners.items.properties.limits as JsonSchema).properties as Record<string, JsonSchema>);
+  limits.max_widgets = { type: 'integer', minimum: 1, default: 7 };
+  PENDING_DOCS['listeners[].limits.max_widgets'] = { text: 'Widgets per connection.' };
+  try {
+    assert.match(renderConfigDoc(schema), /\| `max_widgets` \| integer ≥ 1 \| `7` \| Widgets per connection\. \|/);
+    const p = docProblems(schema);
+    assert.deepEqual(p.undocumented, []);
+    assert.deepEqual(p.landed, ['listeners[].limits.max_widgets']);
+  } finally {
+    delete PENDING_DOCS['listeners[].limits.max_widgets'];
+  }
 });
 
 test('the complete example in the doc is a valid config shape', () => {

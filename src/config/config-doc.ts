@@ -6,7 +6,7 @@
 import { stringify } from 'yaml';
 import { INPUT_KIND } from './schema.js';
 import { canonicalPath, childPath, configJsonSchema, type JsonSchema } from './json-schema.js';
-import { KEY_DOCS, SECTION_TITLES } from './key-docs.js';
+import { docFor, KEY_DOCS, PENDING_DOCS, SECTION_TITLES } from './key-docs.js';
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
@@ -95,8 +95,11 @@ function defaultText(n: JsonSchema): string {
   return code(yamlInline(d));
 }
 
-/** Keys of the schema without prose, prose for keys the schema lacks, and keys without a default or example. */
-export function docProblems(schema: JsonSchema = configJsonSchema({ internal: true })): { undocumented: string[]; stale: string[]; noExample: string[] } {
+/**
+ * Keys of the schema without prose, prose for keys the schema lacks, keys without a default
+ * or example, and announced keys that have landed (their PENDING_DOCS entry should move).
+ */
+export function docProblems(schema: JsonSchema = configJsonSchema({ internal: true })): { undocumented: string[]; stale: string[]; noExample: string[]; landed: string[] } {
   const seen = new Set<string>();
   const undocumented: string[] = [];
   const noExample: string[] = [];
@@ -104,13 +107,18 @@ export function docProblems(schema: JsonSchema = configJsonSchema({ internal: tr
     for (const [key, child] of Object.entries(propsOf(s.node) ?? {})) {
       const p = childPath(s.path, key);
       seen.add(p);
-      const doc = KEY_DOCS[p];
+      const doc = docFor(p);
       if (!doc) undocumented.push(p);
       const isMap = mapOf(p, child) !== undefined;
       if (!isMap && !('default' in child) && doc?.example === undefined) noExample.push(p);
     }
   }
-  return { undocumented, stale: Object.keys(KEY_DOCS).filter((k) => !seen.has(k)), noExample };
+  return {
+    undocumented,
+    stale: Object.keys(KEY_DOCS).filter((k) => !seen.has(k)),
+    noExample,
+    landed: Object.keys(PENDING_DOCS).filter((k) => seen.has(k)),
+  };
 }
 
 /** Keys left out of the complete example because they cannot all be set at once. */
@@ -123,7 +131,7 @@ export function fullExample(schema: JsonSchema = configJsonSchema({ internal: tr
     for (const [key, child] of Object.entries(propsOf(node) ?? {})) {
       const p = childPath(path, key);
       if (NOT_IN_FULL_EXAMPLE.has(p)) continue;
-      const doc = KEY_DOCS[canonicalPath(p)];
+      const doc = docFor(canonicalPath(p));
       const map = mapOf(p, child);
       if (doc?.example !== undefined) out[key] = doc.example;
       else if (map && canonicalPath(map.path) === map.path) {
@@ -173,7 +181,7 @@ export function renderConfigDoc(schema: JsonSchema = configJsonSchema({ internal
     say();
     say(`## ${s.path ? code(s.path) : 'Top level'}${SECTION_TITLES[s.path] ? `: ${SECTION_TITLES[s.path]}` : ''}`);
     say();
-    const intro = KEY_DOCS[s.owner]?.text;
+    const intro = docFor(s.owner)?.text;
     if (intro) {
       say(intro);
       say();
@@ -185,7 +193,7 @@ export function renderConfigDoc(schema: JsonSchema = configJsonSchema({ internal
       const p = childPath(s.path, key);
       const map = mapOf(p, child);
       const link = map ? linkTo.get(canonicalPath(map.path)) : undefined;
-      const doc = KEY_DOCS[p];
+      const doc = docFor(p);
       const aliased = map && canonicalPath(map.path) !== map.path ? ` Same keys as ${link}.` : '';
       const example = doc?.example !== undefined && !map ? ` Example: ${code(yamlInline(doc.example))}.` : '';
       const text = doc ? doc.text : '**Undocumented: describe it in src/config/key-docs.ts.**';

@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import { ConfigSchema, INPUT_KIND, type InputKind } from './schema.js';
 import { formatDuration } from './duration.js';
-import { KEY_DOCS, SHAPE_ALIASES } from './key-docs.js';
+import { docFor, SHAPE_ALIASES } from './key-docs.js';
 
 export type JsonSchema = { [k: string]: unknown };
 
@@ -130,7 +130,7 @@ export function configJsonSchema(opts: { internal?: boolean } = {}): JsonSchema 
   schema.title = 'portcullis configuration (portcullis.yaml)';
   schema.description = 'Generated from the zod schema by `portcullis schema`; see docs/configuration.md.';
   walk(schema, ({ path, node }) => {
-    const doc = KEY_DOCS[canonicalPath(path)];
+    const doc = docFor(canonicalPath(path));
     if (!doc) return;
     node.description = doc.text;
     if (doc.example !== undefined) node.examples = [doc.example];

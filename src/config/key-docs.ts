@@ -32,6 +32,37 @@ export const SECTION_TITLES: Record<string, string> = {
 const PIN_EXAMPLE = 'sha256:8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4';
 const RELOADS = 'A changed file reloads by itself.';
 
+/**
+ * Prose for keys announced by SPEC §10 whose code is not merged yet: used as soon as the
+ * key appears in schema.ts, ignored (not reported as stale) until then. Move an entry to
+ * KEY_DOCS once its key is in the schema, correcting it against what was built.
+ */
+export const PENDING_DOCS: Record<string, KeyDoc> = {
+  shutdown: { text: 'What happens on SIGTERM before the listeners close.' },
+  'shutdown.delay': {
+    text: 'On SIGTERM `/readyz` answers 503 at once, and the listeners keep accepting and serving for this long before they close and in-flight requests drain, so load balancers stop sending new connections first. 0 = close at once.',
+    example: '10s',
+  },
+  'listeners[].tls.session_tickets': { text: 'TLS session ticket keys shared by several replicas, so a client resumes its session on any of them (nginx `ssl_session_ticket_key`, HAProxy `tls-ticket-keys`). Without it each instance makes its own keys.' },
+  'listeners[].tls.session_tickets.key_files': {
+    text: 'Key files: the first seals new tickets, all of them open tickets. Rotate by writing a new first file and moving the old one to second place; a changed file reloads by itself. A session never resumes under different trust: the keys are mixed with each certificate entry\'s trust digest.',
+    example: ['tickets/current.key', 'tickets/previous.key'],
+  },
+  'listeners[].tls.reject': {
+    text: '`close`: a client whose certificate fails verification gets its connection closed after the handshake. `http` (HTTP listeners): it completes the handshake and every request gets `403 client_certificate_invalid` (or 401 without a certificate) naming the reason and the fix; nothing is forwarded.',
+  },
+  'listeners[].tls.cert_policy.strict_rfc5280': {
+    text: 'Also refuse chains that break RFC 5280 rules real private CAs often break (missing key identifiers, CA extensions not marked critical). Off by default; see docs/security.md.',
+  },
+  'listeners[].limits.max_concurrent_streams': {
+    text: 'HTTP/2 streams one connection may have open at once, advertised in SETTINGS and enforced: more get `RST_STREAM REFUSED_STREAM`. 128 like nginx\'s `http2_max_concurrent_streams`.',
+  },
+  'upstreams.<name>.limits': { text: 'How much of this upstream one worker process may use at once; beyond them requests get `503 upstream_overloaded`. Totals are workers × these.' },
+  'upstreams.<name>.limits.max_connections': { text: 'Open connections to the upstream (HTTP/1.1, HTTP/2 sessions, WebSocket and TCP connections).' },
+  'upstreams.<name>.limits.max_pending': { text: 'Requests waiting for a connection when all are busy (first in, first out; a waiter waits at most `timeouts.connect`); beyond it `503 upstream_overloaded`.' },
+  'upstreams.<name>.limits.max_requests': { text: 'Requests in flight to the upstream; beyond it `503 upstream_overloaded`.' },
+};
+
 export const KEY_DOCS: Record<string, KeyDoc> = {
   workers: {
     text: 'Worker processes that serve the listeners; `auto` starts one per CPU. The primary process only supervises: it validates and provisions the config before forking, replaces a worker that dies and serves the admin listener. A change needs a restart.',
@@ -185,7 +216,15 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
     text: 'Time for a request head to arrive, counted from a new connection and from the first byte of each request (against slow-header attacks); checked at least every second.',
   },
   'listeners[].limits.idle_timeout': { text: 'How long a connection without a request in flight stays open (HTTP keep-alive, idle WebSocket and TCP connections; WebSockets get close code 1001).' },
-  'listeners[].limits.max_connections': { text: 'Open connections per listener per worker; a connection beyond it is closed as soon as it is accepted. 0 = no limit.' },
+  'listeners[].limits.max_connections': {
+    text: 'Open connections per listener per worker process, TLS handshakes in progress included; a connection beyond it is closed right after accept, before any TLS work. 0 = no limit. 1024 like nginx\'s `worker_connections`, well under a typical open-file limit; see docs/connection-limits.md.',
+  },
+  'listeners[].limits.handshake_timeout': {
+    text: 'Time from accept until the TLS handshake has finished; then the connection is closed without an alert. Must be above 0. It decides how long a client that connects and sends nothing holds a `max_connections` slot; see docs/connection-limits.md.',
+  },
+  'listeners[].limits.send_timeout': {
+    text: 'A connection whose client has taken none of the bytes waiting for it for this long is reset (an HTTP/2 stream starved of flow-control window: that stream alone), and its upstream released; a slow reader that keeps reading is never cut. 0 = off. nginx\'s `send_timeout` is 60 s too.',
+  },
   'listeners[].limits.max_headers': {
     text: 'Most header fields in one request (HTTP/2: after joining cookie crumbs); more gets `431 headers_too_large`. 100 is Envoy\'s default too.',
   },
@@ -249,3 +288,8 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
     example: ['spiffe://example.org/ns/prod/sa/payments'],
   },
 };
+
+/** The prose for a key path: KEY_DOCS, else an announced key's PENDING_DOCS entry. */
+export function docFor(path: string): KeyDoc | undefined {
+  return KEY_DOCS[path] ?? PENDING_DOCS[path];
+}
