@@ -120,26 +120,19 @@ function fail(ctx: z.RefinementCtx, message: string): never {
 
 const show = (v: unknown) => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v) ?? String(v));
 
-/**
- * Metadata key naming how a value is written in the file where the parsed type cannot say
- * it (a duration is parsed from "5s", a list may be given as one string); read by
- * json-schema.ts for `portcullis schema` and docs/configuration.md.
- */
+/** How a value is written where its parsed type cannot say ("5s", one string for a list): for json-schema.ts. */
 export const INPUT_KIND = 'x-portcullis-input';
 export type InputKind = 'duration' | 'list' | 'switch' | 'workers';
 const kind = (k: InputKind) => ({ [INPUT_KIND]: k });
 
 /** A duration in ms; `positive` rejects 0 where 0 would make no sense (intervals, timeouts that must fire). */
 function duration(opts: { positive?: boolean } = {}) {
-  return z
-    .unknown()
-    .transform((v, ctx): number => {
-      const ms = parseDuration(v);
-      if (ms === undefined) return fail(ctx, `${show(v)} is not a duration; ${DURATION_HINT}`);
-      if (opts.positive && ms === 0) return fail(ctx, `must be longer than 0; ${DURATION_HINT}`);
-      return ms;
-    })
-    .meta({ ...kind('duration'), ...(opts.positive ? { exclusiveMinimum: 0 } : {}) });
+  return z.unknown().transform((v, ctx): number => {
+    const ms = parseDuration(v);
+    if (ms === undefined) return fail(ctx, `${show(v)} is not a duration; ${DURATION_HINT}`);
+    if (opts.positive && ms === 0) return fail(ctx, `must be longer than 0; ${DURATION_HINT}`);
+    return ms;
+  }).meta({ ...kind('duration'), ...(opts.positive ? { exclusiveMinimum: 0 } : {}) });
 }
 
 /** One string or a list of them, always a list afterwards. */
@@ -438,14 +431,11 @@ const UpstreamSchema = strict({
 // ---------------------------------------------------------------------------------------
 // The whole file
 
-const workers = z
-  .unknown()
-  .transform((v, ctx): 'auto' | number => {
-    if (v === 'auto') return 'auto';
-    if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return v;
-    return fail(ctx, `${show(v)} is not a worker count; use auto (one per CPU) or a whole number of at least 1`);
-  })
-  .meta(kind('workers'));
+const workers = z.unknown().transform((v, ctx): 'auto' | number => {
+  if (v === 'auto') return 'auto';
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return v;
+  return fail(ctx, `${show(v)} is not a worker count; use auto (one per CPU) or a whole number of at least 1`);
+}).meta(kind('workers'));
 
 export const ConfigSchema = strict({
   workers: workers.default('auto'),
