@@ -294,7 +294,8 @@ async function evaluate(o: PolicyOptions, config: LoadedConfig, listeners: Map<s
   const result = admitRequest({ conn, method, target: o.path!, rawHeaders: ['host', host], contentLength: undefined });
   const normalized = normalizePath(o.path!.startsWith('/') ? o.path! : `/${o.path}`, l.cfg.merge_slashes);
   if (normalized.ok) report.request.normalized_path = normalized.path;
-  const routed = result.ok ? result.route : result.route;
+  // refusals before routing (400, 421) have no route and list none; a 404 lists them all
+  const routed = result.route;
   const reachedRouting = result.ok || routed !== undefined || result.code === 'no_route';
   if (reachedRouting && normalized.ok) {
     const last = routed ? routed.index : l.cfg.routes.length - 1;
@@ -304,6 +305,7 @@ async function evaluate(o: PolicyOptions, config: LoadedConfig, listeners: Map<s
     }
   }
   if (routed) report.route = routed.name;
+  // the rules were looked at when the request got past the route's client_auth
   if (routed && (result.ok || result.code === 'forbidden' || result.code === 'body_too_large')) {
     const ex = explainDecision(routed.allow.length > 0 ? routed.allow : listenerRules.allow, [...listenerRules.deny, ...routed.deny], configs, id);
     report.rules = ex.steps;
