@@ -12,6 +12,7 @@ import { explainVerify, notAfterOf, rfc4514, type VerifyReason } from '../pki/ve
 import { clientChainFacts, type ClientChainFacts } from './doctor-chain.js';
 import { adviseAlert, adviseHttp, adviseSilentClose, alertFromError, type Advice, type ClientCertFacts, type HttpFacts } from '../pki/doctor-advice.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { adviseNoAnswer, adviseStatus, countInsteadOfNames, requiredWithout } from './doctor-verdict.js';
 
 interface Target {
   host: string;
@@ -204,8 +205,10 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
   // ---- the server's certificate ----
   if (main.secure) {
     say('');
+    // the system store is ~140 CAs the user did not choose: count them, never list them
+    const store = f.ca ?? `the system CA store (${cas.length} CAs; pass --ca FILE for a private CA)`;
     say(`Server certificate chain (as Node reports it: what the server sent, plus the matching CA from ${f.ca ?? 'the system store'})`);
-    say(`  verified against ${f.ca ?? 'the system CA store'}`);
+    say(`  verified against ${store}`);
     const now = new Date();
     main.peerChain.forEach((c, i) => {
       const days = Math.floor((notAfterOf(c).getTime() - now.getTime()) / 86_400_000);
@@ -215,6 +218,7 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
     let reasons: VerifyReason[] = [];
     if (leaf) {
       reasons = explainVerify(leaf, { cas, intermediates: main.peerChain.slice(1), purpose: 'server', verifyDepth: 100 }).reasons;
+      if (!f.ca) reasons = countInsteadOfNames(reasons, cas, 'the system store');
       const nameErr = tls.checkServerIdentity(t.servername ?? t.host, socketCertShape(leaf));
       if (nameErr) {
         reasons.push({ code: 'name_mismatch' as VerifyReason['code'], message: `the certificate is not valid for "${t.servername ?? t.host}" (${nameErr.message})`, fix: 'connect with a name it covers (--servername), or re-issue it with that name as a DNS/IP SAN' });
@@ -237,17 +241,24 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
   const httpAdvice = main.http ? adviseHttp(main.http, client) : undefined;
   const refused: Advice | undefined = alert ? adviseAlert(alert, client) : httpAdvice ?? (main.secure && !main.http && (main.error?.code === 'ECONNRESET' || !main.error) ? adviseSilentClose(client, main.protocol) : undefined);
   let requestState: 'required' | 'requested' | 'not_requested' | 'unknown' = requested ? 'requested' : main.secure ? 'not_requested' : 'unknown';
-  if (!client.sent && refused && (refused.code === 'certificate_required' || refused.code === 'handshake_failure' || refused.code === 'closed_without_alert')) requestState = 'required';
-  if (client.sent && requested && !refused) {
-    // find out whether it is required by trying without one
+  // without a certificate, was the connection refused (required) or answered (optional)?
+  let without: 'required' | 'optional' | 'unknown' = 'unknown';
+  if (!client.sent) {
+    if (refused && (refused.code === 'certificate_required' || refused.code === 'handshake_failure' || refused.code === 'closed_without_alert')) without = 'required';
+    else if (requested && main.http) without = 'optional';
+  } else if (requested) {
+    // ours was sent (accepted or not): a second connection without one tells required from optional
     const bare = await probe(t, { ca: caPem ? [caPem] : undefined, timeoutMs });
-    const a = alertFromError(bare.error);
     const h = bare.http ? adviseHttp(bare.http, { sent: false }) : undefined;
-    if (a === 'certificate_required' || a === 'handshake_failure' || h?.code === 'certificate_required' || (bare.secure && !bare.http)) requestState = 'required';
+    without = requiredWithout({ secure: bare.secure, alert: alertFromError(bare.error), http: bare.http, certificateRequiredAnswer: h?.code === 'certificate_required' });
   }
+  if (without === 'required') requestState = 'required';
   const stateText = {
     required: 'the server requires a client certificate',
-    requested: 'the server asks for a client certificate (it did not refuse the connection without one, so it may be optional)',
+    requested:
+      without === 'optional'
+        ? 'the server asks for a client certificate and also answers without one (it is optional there)'
+        : 'the server asks for a client certificate; whether it also accepts connections without one could not be determined',
     not_requested: 'the server does not ask for a client certificate (no CertificateRequest in the handshake)',
     unknown: 'could not tell whether the server asks for a client certificate: the handshake did not get that far',
   }[requestState];
@@ -286,9 +297,17 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
   say('');
   say('HTTP');
   if (main.http) {
-    say(`  ${mark(main.http.status < 400 ? true : 'warn')}  GET ${t.path} -> ${main.http.status}${main.http.headers['server'] ? ` (server: ${main.http.headers['server']})` : ''}`);
+    const ok = main.http.status >= 200 && main.http.status < 300;
+    say(`  ${mark(ok)}  GET ${t.path} -> ${main.http.status}${main.http.headers['server'] ? ` (server: ${main.http.headers['server']})` : ''}`);
+    // a 502 or a 404 is not "no problem found", even when the TLS side is all fine
+    const status = refused ? undefined : adviseStatus(main.http, 'GET', t.path);
+    if (status) {
+      say(`        ${status.cause}`);
+      rep.problems.push(status);
+    }
   } else {
     say(`  ${mark(false)}  no HTTP response${main.error && !alert ? ` (${main.error.code ?? main.error.message})` : ''}`);
+    if (main.secure && !refused) rep.problems.push(adviseNoAnswer('GET', t.path, main.error?.code ?? main.error?.message));
   }
   rep.json.http = main.http ? { status: main.http.status, server: main.http.headers['server'] ?? null } : null;
 

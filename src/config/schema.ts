@@ -120,6 +120,11 @@ function fail(ctx: z.RefinementCtx, message: string): never {
 
 const show = (v: unknown) => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v) ?? String(v));
 
+/** How a value is written where its parsed type cannot say ("5s", one string for a list): for json-schema.ts. */
+export const INPUT_KIND = 'x-portcullis-input';
+export type InputKind = 'duration' | 'list' | 'switch' | 'workers';
+const kind = (k: InputKind) => ({ [INPUT_KIND]: k });
+
 /** A duration in ms; `positive` rejects 0 where 0 would make no sense (intervals, timeouts that must fire). */
 function duration(opts: { positive?: boolean } = {}) {
   return z.unknown().transform((v, ctx): number => {
@@ -127,12 +132,12 @@ function duration(opts: { positive?: boolean } = {}) {
     if (ms === undefined) return fail(ctx, `${show(v)} is not a duration; ${DURATION_HINT}`);
     if (opts.positive && ms === 0) return fail(ctx, `must be longer than 0; ${DURATION_HINT}`);
     return ms;
-  });
+  }).meta({ ...kind('duration'), ...(opts.positive ? { exclusiveMinimum: 0 } : {}) });
 }
 
 /** One string or a list of them, always a list afterwards. */
 function stringList<T extends z.ZodType<string, unknown>>(item: T) {
-  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(item));
+  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(item)).meta(kind('list'));
 }
 
 const nonEmpty = () => z.string().min(1);
@@ -145,7 +150,7 @@ const pathList = () => stringList(filePath());
 const int = (min: number) => z.number().int().min(min);
 /** `off` written as YAML/JSON false is still off. */
 const offSwitch = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.preprocess((v) => (v === false ? 'off' : v), z.enum(values));
+  z.preprocess((v) => (v === false ? 'off' : v), z.enum(values)).meta(kind('switch'));
 
 const address = () =>
   z.string().superRefine((v, ctx) => {
@@ -462,7 +467,7 @@ const workers = z.unknown().transform((v, ctx): 'auto' | number => {
   if (v === 'auto') return 'auto';
   if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return v;
   return fail(ctx, `${show(v)} is not a worker count; use auto (one per CPU) or a whole number of at least 1`);
-});
+}).meta(kind('workers'));
 
 export const ConfigSchema = strict({
   workers: workers.default('auto'),
