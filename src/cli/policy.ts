@@ -27,7 +27,7 @@ import { reasonMessage, type VerifyReason } from '../tls/verify-result.js';
 import { buildIdentity } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { readCerts } from '../pki/pem.js';
-import { explainVerify, rfc4514, type VerifyCode } from '../pki/verify.js';
+import { explainVerify, rfc4514, RESULT_OF_CODE } from '../pki/verify.js';
 import { ErrorCodes, HttpErrors, PortcullisError } from '../errors.js';
 import { explainRoute, explainRule, type Verdict } from './policy-explain.js';
 
@@ -54,20 +54,6 @@ interface PolicyOptions {
 const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 const usage = (message: string) => new PortcullisError(ErrorCodes.USAGE, message, { exitCode: 2 });
 
-// `cert verify`'s codes onto the proxy's handshake results (SPEC §8 labels)
-const REASON: Record<VerifyCode, VerifyReason> = {
-  unknown_ca: 'unknown_ca',
-  missing_intermediate: 'unknown_ca',
-  bad_signature: 'unknown_ca',
-  expired: 'expired',
-  not_yet_valid: 'not_yet_valid',
-  bad_eku: 'bad_eku',
-  ca_as_leaf: 'ca_as_leaf',
-  depth_exceeded: 'depth_exceeded',
-  revoked: 'revoked',
-  crl_missing: 'revocation_unknown',
-  crl_expired: 'revocation_unknown',
-};
 
 interface Client {
   peer: PeerResult;
@@ -99,7 +85,7 @@ async function verifyCert(file: string, l: ListenerRuntime, entry: CertEntry, in
   });
   if (!r.accepted) {
     const first = r.reasons[0]!;
-    return failed(REASON[first.code] ?? 'error', `${first.message}; ${first.fix}`);
+    return failed((RESULT_OF_CODE[first.code] as VerifyReason | undefined) ?? 'error', `${first.message}; ${first.fix}`);
   }
   const chain: X509Certificate[] = r.chain.slice(1, r.trusted ? -1 : undefined);
   const identity = buildIdentity(leaf!, chain);
