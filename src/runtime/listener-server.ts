@@ -5,6 +5,7 @@
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { startHandshake, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
+import { peekClientHello, type ClientHelloHint } from '../tls/client-hello.js';
 import { formatIdentityHeaders } from '../proxy/identity-headers.js';
 import { http1Frontend } from '../proxy/http/http1.js';
 import type { Frontend } from '../proxy/frontend.js';
@@ -177,11 +178,27 @@ export class ListenerServer {
       this.attach(raw, rt, undefined, undefined, { verify: 'NONE' }, null, remoteAddress);
       return;
     }
-    const tlsRt = rt.tls;
-    const sock = startHandshake(raw, tlsRt, alpnFor(rt), this.server);
+    // one deadline for reading the ClientHello (when peeked) and the whole handshake
+    let sock: TLSSocket | undefined;
+    const timer = setTimeout(() => (sock ?? raw).destroy(), rt.cfg.limits.header_timeout);
+    if (!rt.tls.peekHello) {
+      sock = this.handshake(raw, rt, remoteAddress, timer, undefined);
+      return;
+    }
+    raw.once('close', () => clearTimeout(timer));
+    peekClientHello(raw, (hint) => {
+      try {
+        sock = this.handshake(raw, rt, remoteAddress, timer, hint);
+      } catch (err) {
+        connectionError({ listener: rt, remoteAddress }, raw, err, 'accept');
+      }
+    });
+  }
+
+  private handshake(raw: Socket, rt: ListenerRuntime, remoteAddress: string, timer: NodeJS.Timeout, hint: ClientHelloHint | undefined): TLSSocket {
+    const sock = startHandshake(raw, rt.tls!, alpnFor(rt), this.server, hint);
     let secured = false;
     let reported = false;
-    const timer = setTimeout(() => sock.destroy(), rt.cfg.limits.header_timeout);
     const onFailure = (err: Error & { code?: string }) => {
       clearTimeout(timer);
       if (secured || reported) return;
@@ -196,18 +213,21 @@ export class ListenerServer {
       secured = true;
       clearTimeout(timer);
       // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
-      this.afterHandshake(sock, rt, remoteAddress).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
+      this.afterHandshake(sock, rt, remoteAddress, hint).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
     });
     sock.on('error', (err: Error & { code?: string }) => {
       if (secured) return;
       onFailure(err);
       sock.destroy();
     });
+    return sock;
   }
 
-  private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): Promise<void> {
+  private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string, hint: ClientHelloHint | undefined): Promise<void> {
     const tlsRt = rt.tls!;
-    const servername = typeof sock.servername === 'string' ? sock.servername : undefined;
+    // Node 20 reports no server name for a resumed TLS 1.2 session; the handshake started
+    // on the entry of the name in its ClientHello and resumes only there (initialContext)
+    const servername = typeof sock.servername === 'string' ? sock.servername : hint?.serverName;
     const entry = selectEntry(tlsRt, servername);
     let peer: PeerResult;
     try {
