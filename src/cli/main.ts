@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   crl: () => import('./crl.js'),
   doctor: () => import('./doctor.js'),
   reload: () => import('./reload.js'),
+  'ticket-key': () => import('./ticket-key.js'),
 };
 
 export async function main(argv: string[]): Promise<void> {
