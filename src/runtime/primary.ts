@@ -245,9 +245,11 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     const drain = (afterDelay: boolean) => {
       if (afterDelay) telemetry.log.info({ event: 'drain_started' }, 'closing listeners and draining workers');
       for (const w of liveWorkers()) {
-        // a worker still starting has no message handler yet: stop it directly
-        if (readyIds.has(w.id) && w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
-        else w.process.kill('SIGTERM');
+        if (w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
+        // A worker still starting has no handlers yet, so SIGTERM's default action stops it;
+        // one that has them (installed with its message handler) ignores SIGTERM and acts
+        // on the message. Either way it stops.
+        if (!readyIds.has(w.id)) w.process.kill('SIGTERM');
       }
       const deadline = setTimeout(() => {
         for (const w of liveWorkers()) w.process.kill('SIGKILL');

@@ -42,11 +42,12 @@ interface Proxy {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-async function launch(extra: Record<string, unknown>, drainMs: number, workers: number): Promise<Proxy> {
+async function launch(extra: Record<string, unknown>, drainMs: number, workers: number, detached = false): Promise<Proxy> {
   const cfgPath = join(dir, `delay-${Date.now()}.json`);
   const config = { workers, admin: { address: '127.0.0.1:0' }, log: { level: 'info', access: 'off' }, listeners: [tlsListener(pki)], upstreams: { app: { endpoints: [up.url] } }, ...extra };
   writeFileSync(cfgPath, JSON.stringify(config));
-  const proc = spawn(process.execPath, [CLI, 'run', '-c', cfgPath, '--drain-timeout', String(drainMs)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // detached: its own process group, to signal the whole group as systemd does
+  const proc = spawn(process.execPath, [CLI, 'run', '-c', cfgPath, '--drain-timeout', String(drainMs)], { stdio: ['ignore', 'ignore', 'pipe'], detached });
   let err = '';
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) => proc.once('exit', (code, signal) => r({ code, signal, at: Date.now() })));
   const ports = await new Promise<{ port: number; admin: number }>((resolve, reject) => {
@@ -367,4 +368,22 @@ test('a second SIGTERM during the grace skips the rest of it', async (t) => {
   assert.equal(exit.code, 0, p.stderr());
   assert.ok(exit.at - second < 3_000);
   assert.match(p.stderr(), /"event":"shutdown_delay_skipped"/);
+});
+
+test('SIGTERM to the whole process group (systemd\'s default KillMode=control-group) still serves for shutdown.delay', async (t) => {
+  const p = await launch({ shutdown: { delay: '1500ms' } }, 3_000, 2, true);
+  t.after(() => p.proc.kill('SIGKILL'));
+  const signalledAt = Date.now();
+  process.kill(-p.proc.pid!, 'SIGTERM');
+  await sleep(700);
+  // the workers got the signal too; they must leave the shutdown to the primary
+  const r = await get(p.port, '/group', false);
+  assert.equal(r.ok, true, `a new connection ${Date.now() - signalledAt} ms into the grace failed: ${r.error}`);
+  while (await canConnect(p.port)) {
+    assert.ok(Date.now() - signalledAt < 4_000, 'the listener still accepts 4 s after SIGTERM');
+    await sleep(25);
+  }
+  assert.ok(Date.now() - signalledAt >= 1_400, `the listener closed ${Date.now() - signalledAt} ms after SIGTERM, before shutdown.delay`);
+  const exit = await Promise.race([p.exited, sleep(5_000).then(() => null)]);
+  assert.ok(exit && exit.code === 0, p.stderr());
 });
