@@ -108,7 +108,7 @@ for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
     assert.deepEqual(h1, { serverName: 'b.example', ticketKeyNames: [] });
     assert.ok(first.session, 'no session to resume with');
 
-    const again = await connect(served.port, { version, servername: 'b.example', session: first.session });
+    const again = await connect(served.port, { version, servername: 'B.Example', session: first.session });
     assert.equal(again.body, 'ok');
     assert.equal(again.reused, true, 'the handshake on the put-back bytes did not resume');
     const h2 = served.hints.at(-1)!;
