@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   reload: () => import('./reload.js'),
   policy: () => import('./policy.js'),
   schema: () => import('./schema.js'),
+  'ticket-key': () => import('./ticket-key.js'),
 };
 
 export async function main(argv: string[]): Promise<void> {

@@ -291,6 +291,21 @@ const SniCertSchema = strict({
   deny: rules('deny').optional(),
 });
 
+/**
+ * Session ticket keys shared by several replicas (nginx ssl_session_ticket_key, HAProxy
+ * tls-ticket-keys): the first file's key seals new tickets, every file's key opens them.
+ * Without it, the primary makes a random secret that only its own workers share.
+ */
+export const MAX_TICKET_KEY_FILES = 8;
+const SessionTicketsSchema = strict({
+  key_files: pathList().superRefine((l, ctx) => {
+    if (l.length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty; give the key file that seals new tickets first, then older ones (e.g. [tickets/current.key, tickets/previous.key])' });
+    if (l.length > MAX_TICKET_KEY_FILES) ctx.addIssue({ code: 'custom', message: `${l.length} key files; give at most ${MAX_TICKET_KEY_FILES} (each one costs a TLS context per certificate; a ticket outlives its key by at most 5 minutes)` });
+    const twice = l.find((f, i) => l.indexOf(f) !== i);
+    if (twice !== undefined) ctx.addIssue({ code: 'custom', message: `"${twice}" is listed twice; list each key file once` });
+  }),
+});
+
 const ListenerTlsSchema = strict({
   cert: filePath(),
   key: filePath(),
@@ -304,6 +319,7 @@ const ListenerTlsSchema = strict({
   ocsp: OcspSchema.prefault({}),
   pins: pinList().default(() => []),
   cert_policy: CertPolicySchema.prefault({}),
+  session_tickets: SessionTicketsSchema.optional(),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -487,6 +503,10 @@ export const ConfigSchema = strict({
     .min(1)
     .transform((ls) => ls.map((l, i) => ({ ...l, name: l.name ?? `listener-${i}` }))),
   upstreams: z.record(nonEmpty(), UpstreamSchema).default(() => ({})),
+  /** SIGTERM: /readyz turns 503 at once; the listeners keep serving for `delay`, then drain */
+  shutdown: strict({
+    delay: duration().default(0),
+  }).prefault({}),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -496,11 +516,13 @@ export type Config = z.output<typeof ConfigSchema>;
 /** What loadConfig returns: the frozen config plus where it came from. */
 export type LoadedConfig = Config & { configPath: string; configDir: string };
 export type AdminConfig = Config['admin'];
+export type ShutdownConfig = Config['shutdown'];
 export type LogConfig = Config['log'];
 export type ListenerConfig = Config['listeners'][number];
 export type ListenerTlsConfig = NonNullable<ListenerConfig['tls']>;
 export type SniCertConfig = ListenerTlsConfig['certificates'][number];
 export type OcspConfig = ListenerTlsConfig['ocsp'];
+export type SessionTicketsConfig = NonNullable<ListenerTlsConfig['session_tickets']>;
 export type CertPolicyConfig = ListenerTlsConfig['cert_policy'];
 export type LimitsConfig = ListenerConfig['limits'];
 export type RouteConfig = ListenerConfig['routes'][number];

@@ -26,6 +26,11 @@
 //    right after verifying the chain (an error left on its queue by a signature check) where
 //    a TLS 1.3 one goes on; the verification result is still there. Without it the engine
 //    reports such a chain as a TLS-level `error` instead of the listener's reason.
+// 8. The layout of the 48 bytes of `ticketKeys` (Node documents only their length): key
+//    name (16), HMAC secret (16), AES key (16); OpenSSL writes the key name at the start
+//    of every ticket it seals. tls/client-hello.ts matches an offered ticket to the key
+//    that sealed it by this name. Without it a ticket from an older key finds no match
+//    and the client makes a full handshake (nothing is accepted that would not be).
 import { createRequire } from 'node:module';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
@@ -123,6 +128,11 @@ export function nativeContext(ctx: SecureContext): NativeContext | undefined {
   const n = (ctx as unknown as { context?: Partial<NativeContext> }).context;
   if (!n || typeof n.setTicketKeys !== 'function' || typeof n.getCertificate !== 'function' || typeof n.getIssuer !== 'function') return undefined;
   return n as NativeContext;
+}
+
+/** The name OpenSSL writes at the start of each ticket sealed with these 48 ticketKeys bytes (item 6). */
+export function ticketKeyName(ticketKeys: Buffer): Buffer {
+  return ticketKeys.subarray(0, 16);
 }
 
 /** Points the context Node staples from (without SNI) at `current`, on a plain net.Server. */
