@@ -38,6 +38,12 @@ const RELOADS = 'A changed file reloads by itself.';
  * KEY_DOCS once its key is in the schema, correcting it against what was built.
  */
 export const PENDING_DOCS: Record<string, KeyDoc> = {
+  'listeners[].tls.reject': {
+    text: '`close`: a client whose certificate fails verification gets its connection closed after the handshake. `http` (HTTP listeners): it completes the handshake and every request gets `403 client_certificate_invalid` (or 401 without a certificate) naming the reason and the fix; nothing is forwarded.',
+  },
+};
+
+export const KEY_DOCS: Record<string, KeyDoc> = {
   shutdown: { text: 'What happens on SIGTERM before the listeners close.' },
   'shutdown.delay': {
     text: 'On SIGTERM `/readyz` answers 503 at once, and the listeners keep accepting and serving for this long before they close and in-flight requests drain, so load balancers stop sending new connections first. 0 = close at once.',
@@ -47,9 +53,6 @@ export const PENDING_DOCS: Record<string, KeyDoc> = {
   'listeners[].tls.session_tickets.key_files': {
     text: 'Key files: the first seals new tickets, all of them open tickets. Rotate by writing a new first file and moving the old one to second place; a changed file reloads by itself. A session never resumes under different trust: the keys are mixed with each certificate entry\'s trust digest.',
     example: ['tickets/current.key', 'tickets/previous.key'],
-  },
-  'listeners[].tls.reject': {
-    text: '`close`: a client whose certificate fails verification gets its connection closed after the handshake. `http` (HTTP listeners): it completes the handshake and every request gets `403 client_certificate_invalid` (or 401 without a certificate) naming the reason and the fix; nothing is forwarded.',
   },
   'listeners[].tls.cert_policy.strict_rfc5280': {
     text: 'Also refuse chains that break RFC 5280 rules real private CAs often break (missing key identifiers, CA extensions not marked critical). Off by default; see docs/security.md.',
@@ -61,9 +64,6 @@ export const PENDING_DOCS: Record<string, KeyDoc> = {
   'upstreams.<name>.limits.max_connections': { text: 'Open connections to the upstream (HTTP/1.1, HTTP/2 sessions, WebSocket and TCP connections).' },
   'upstreams.<name>.limits.max_pending': { text: 'Requests waiting for a connection when all are busy (first in, first out; a waiter waits at most `timeouts.connect`); beyond it `503 upstream_overloaded`.' },
   'upstreams.<name>.limits.max_requests': { text: 'Requests in flight to the upstream; beyond it `503 upstream_overloaded`.' },
-};
-
-export const KEY_DOCS: Record<string, KeyDoc> = {
   workers: {
     text: 'Worker processes that serve the listeners; `auto` starts one per CPU. The primary process only supervises: it validates and provisions the config before forking, replaces a worker that dies and serves the admin listener. A change needs a restart.',
     example: 4,
