@@ -1,7 +1,8 @@
 // What the fuzz test holds the proxy to, written from the documentation rather than from
 // the proxy's code: the request-target normalization of src/routing/path.ts's header
-// (decode %-escapes of unreserved characters, uppercase other escapes, remove dot
-// segments, keep `//`, keep the query verbatim; refuse `#`, `\`, %2F, %5C, bad escapes and
+// (decode %-escapes of unreserved characters, uppercase other escapes, merge `//` runs
+// (merge_slashes, on by default and in the fuzz config), then remove dot segments, keep
+// the query verbatim; refuse `#`, `\`, %2F, %5C, bad escapes and
 // bytes outside visible ASCII), first-match routing and SPEC §3 allow/deny for the fuzz
 // config's routes, and SPEC §4's identity headers. Every request the upstream records is
 // checked against the requests the fuzz clients sent (the index), and every broken
@@ -55,6 +56,8 @@ export function expectedOriginTarget(raw: string): Normalized {
     decoded += UNRESERVED.test(ch) ? ch : `%${hex.toUpperCase()}`;
     i += 2;
   }
+  // merge_slashes (default on): `//` runs become one `/`, before dot segments, as nginx does
+  decoded = decoded.replace(/\/{2,}/g, '/');
   // RFC 3986 §5.2.4 on segments
   const segs = decoded.slice(1).split('/');
   const out: string[] = [];
@@ -77,6 +80,27 @@ export function expectedAbsoluteTarget(raw: string): (Normalized & { host?: stri
   const rest = m[2]!;
   const n = expectedOriginTarget(rest === '' ? '/' : rest.startsWith('?') ? '/' + rest : rest);
   return n.ok ? { ...n, host: authority } : n;
+}
+
+/**
+ * docs/request-normalization.md "Host and :authority": host[:port] where host is a DNS-style
+ * name (labels of letters, digits, `-`, `_`, single dots, optional trailing dot, ≤253/63),
+ * a dotted-quad IPv4 (a last label of digits must be one) or a bracketed IPv6 without zone,
+ * and port 1–5 digits ≤ 65535. Anything else, the empty Host included, gets 400.
+ */
+export function documentedHost(h: string): boolean {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:]*)(?::(\d{1,5}))?$/.exec(h);
+  if (!m) return false;
+  if (m[2] !== undefined && Number(m[2]) > 65535) return false;
+  if (h.endsWith(':')) return false;
+  const host = m[1]!;
+  if (host.startsWith('[')) return true;
+  const name = host.endsWith('.') ? host.slice(0, -1) : host;
+  if (name === '' || name.length > 253) return false;
+  const labels = name.split('.');
+  if (labels.some((l) => !/^[A-Za-z0-9_-]{1,63}$/.test(l))) return false;
+  if (/^\d+$/.test(labels[labels.length - 1]!)) return labels.length === 4 && labels.every((l) => /^\d{1,3}$/.test(l) && Number(l) <= 255);
+  return true;
 }
 
 /** SPEC routing host form: ASCII lowercase, no port, one trailing dot dropped. */
