@@ -80,9 +80,11 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
     if (err.code === 'HPE_CLOSED_CONNECTION') return afterInFlight(socket, () => socket.destroy());
     const { close, response } = parseErrorResponse(err.code, opts.maxHeaderBytes);
     // a parse error behind a request still being answered waits for that answer, so the
-    // error response never lands in the middle of it
+    // error response never lands in the middle of it; after an answer that ended the
+    // connection (it said Connection: close, or closes by lingering) nothing more is
+    // written: a 400 after it would be bytes the client was told never come
     afterInFlight(socket, () => {
-      if (close || !socket.writable) socket.destroy();
+      if (close || !socket.writable || endedByResponse.has(socket)) socket.destroy();
       else socket.end(response);
     });
   });
@@ -110,6 +112,8 @@ function afterInFlight(sock: Socket, fn: () => void): void {
   s.last ??= fn;
 }
 const sequencers = new WeakMap<Socket, Sequencer>();
+/** Sockets whose last response ended the connection: clientError may only destroy them. */
+const endedByResponse = new WeakSet<Socket>();
 
 function sequence(sock: Socket, conn: ConnState, run: () => void): void {
   let s = sequencers.get(sock);
@@ -167,6 +171,8 @@ function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: bo
   const done = () => {
     if (finished) return;
     finished = true;
+    // http.Server's own decision too (HTTP/1.0, the client's Connection: close)
+    if (!res.shouldKeepAlive) endedByResponse.add(sock);
     next(sock, conn);
   };
   res.once('finish', done);
@@ -226,6 +232,21 @@ class Http1Sink implements ResponseSink {
   }
 }
 
+/**
+ * What http.Server parses but HTTP/1.1 forbids a server to act on: a version other than
+ * HTTP/1.0 or 1.1 (llhttp reads `GET /x` as HTTP/0.9 and accepts `HTTP/2.0`), and
+ * Transfer-Encoding in an HTTP/1.0 request, whose framing RFC 9112 §6.1 calls faulty
+ * (an HTTP/1.0 hop behind us could read the body by Content-Length or to the end).
+ */
+function framingProblem(req: IncomingMessage): string | undefined {
+  const major = req.httpVersionMajor;
+  const minor = req.httpVersionMinor;
+  if (major === 0) return 'the request line has no HTTP version (an HTTP/0.9 request); send HTTP/1.1';
+  if (major !== 1 || minor > 1) return `the request line says HTTP/${major}.${minor}, and only HTTP/1.0 and HTTP/1.1 are served on a connection without ALPN h2; send HTTP/1.1`;
+  if (minor === 0 && req.headers['transfer-encoding'] !== undefined) return 'the HTTP/1.0 request has a Transfer-Encoding header, which HTTP/1.0 does not have (RFC 9112 §6.1); send Content-Length or use HTTP/1.1';
+  return undefined;
+}
+
 /** Request body bytes http.Server may read and discard after an answer to keep the connection. */
 const DISCARD_LIMIT = 64 * 1024;
 
@@ -253,6 +274,7 @@ const LINGER_MS = 2000;
  * lingering close) before the socket is destroyed.
  */
 function closeAfterResponse(res: ServerResponse, linger = false): void {
+  endedByResponse.add(res.socket as Socket);
   const s = sequencers.get(res.socket as Socket);
   if (s) {
     s.closing = true;
@@ -270,6 +292,15 @@ function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expec
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
   const fault = injectedFault(req.rawHeaders);
   if (fault === 'request') throwInjected(fault);
+  const framing = framingProblem(req);
+  if (framing) {
+    // the framing of what follows on the connection cannot be trusted: answer and close
+    if (expectContinue) closeAfterResponse(res);
+    else closeAfterResponse(res, bodyPending(req, declared));
+    const status = sendError(res, 'bad_request', framing, adm.requestId);
+    log(status, { error: 'bad_request' });
+    return;
+  }
   if (!adm.ok) {
     // a body that has not all arrived (or was never sent, under Expect) is not read: the
     // connection closes after the answer
