@@ -78,17 +78,39 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
     // bytes after a request that closes the connection (Connection: close, HTTP/1.0) are
     // never parsed: the connection ends after that request's answer
     if (err.code === 'HPE_CLOSED_CONNECTION') return afterInFlight(socket, () => socket.destroy());
+    // the client ended its side inside a message (a body shorter than declared, a cut
+    // head): no request is left to answer, and one already answered must not get a second
+    // answer; like nginx ("client prematurely closed connection"), just close
+    if (err.code === 'HPE_INVALID_EOF_STATE') return afterInFlight(socket, () => socket.destroy());
     const { close, response } = parseErrorResponse(err.code, opts.maxHeaderBytes);
     // a parse error behind a request still being answered waits for that answer, so the
-    // error response never lands in the middle of it; after an answer that ended the
-    // connection (it said Connection: close, or closes by lingering) nothing more is
-    // written: a 400 after it would be bytes the client was told never come
+    // error response never lands in the middle of it (after an answer that ended the
+    // connection the socket is no longer writable: nothing more is written). A HEAD
+    // request's error answer has no body.
     afterInFlight(socket, () => {
-      if (close || !socket.writable || endedByResponse.has(socket)) socket.destroy();
-      else socket.end(response);
+      if (close || !socket.writable) socket.destroy();
+      else socket.end(failedHead(err) ? response.slice(0, response.indexOf('\r\n\r\n') + 4) : response);
     });
   });
   return server;
+}
+
+/**
+ * Whether the message that failed to parse is a HEAD request: its answer then has no body
+ * (RFC 9110 §9.3.2), else a client reads the error's body as the start of the next
+ * response. llhttp has read the method when it fails on the target or a field; the failing
+ * message starts after the last blank line before the error in the chunk it was parsing.
+ * (A head split over several reads is not seen here; its answer keeps the body.)
+ */
+function failedHead(err: Error & { rawPacket?: unknown; bytesParsed?: unknown }): boolean {
+  const raw = err.rawPacket;
+  if (!Buffer.isBuffer(raw)) return false;
+  const upTo = typeof err.bytesParsed === 'number' ? err.bytesParsed : raw.length;
+  const blank = raw.lastIndexOf('\r\n\r\n', Math.max(0, upTo - 1));
+  let from = blank < 0 ? 0 : blank + 4;
+  // whitespace and empty lines before the request line (lenient readers skip them)
+  while (from < upTo && (raw[from] === 0x20 || raw[from] === 0x09 || raw[from] === 0x0d || raw[from] === 0x0a)) from++;
+  return raw.subarray(from, from + 5).toString('latin1') === 'HEAD ';
 }
 
 /** Per-connection request sequencing (see the file comment). */
@@ -112,8 +134,6 @@ function afterInFlight(sock: Socket, fn: () => void): void {
   s.last ??= fn;
 }
 const sequencers = new WeakMap<Socket, Sequencer>();
-/** Sockets whose last response ended the connection: clientError may only destroy them. */
-const endedByResponse = new WeakSet<Socket>();
 
 function sequence(sock: Socket, conn: ConnState, run: () => void): void {
   let s = sequencers.get(sock);
@@ -171,8 +191,6 @@ function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: bo
   const done = () => {
     if (finished) return;
     finished = true;
-    // http.Server's own decision too (HTTP/1.0, the client's Connection: close)
-    if (!res.shouldKeepAlive) endedByResponse.add(sock);
     next(sock, conn);
   };
   res.once('finish', done);
@@ -274,7 +292,6 @@ const LINGER_MS = 2000;
  * lingering close) before the socket is destroyed.
  */
 function closeAfterResponse(res: ServerResponse, linger = false): void {
-  endedByResponse.add(res.socket as Socket);
   const s = sequencers.get(res.socket as Socket);
   if (s) {
     s.closing = true;
