@@ -6,7 +6,7 @@
 // documentation predicts.
 import tls from 'node:tls';
 import { parseResponses, referenceRequests, show, type ParsedRequest, type ResponsesParse } from './fuzz-http1-parse.js';
-import { CLIENT_ID, OPT_MAX_BODY, expectedAbsoluteTarget, expectedOriginTarget, expectedRoute, requestIdOf, type Findings, type ListenerName, type Normalized, type Oracle } from './fuzz-oracle.js';
+import { CLIENT_ID, OPT_MAX_BODY, documentedHost, expectedAbsoluteTarget, expectedOriginTarget, expectedRoute, requestIdOf, type Findings, type ListenerName, type Normalized, type Oracle } from './fuzz-oracle.js';
 import type { H1Input } from './fuzz-h1-gen.js';
 
 export interface FuzzEndpoint {
@@ -175,7 +175,9 @@ export function checkH1(input: H1Input, refs: ParsedRequest[], out: H1Summary, f
   // the proxy does not know may get 400 or 501 whatever the route
   if (!v.origin || r.invalid || !KNOWN_METHODS.has(r.method)) return;
   let expected: number[];
-  if (!v.n.ok) expected = [400];
+  // the documented Host rules are stricter than RFC 3986 (the reference parser's): empty, `a,b`, `127.1` get 400
+  const hostless = r.version === '1.0' && !r.headers.some(([n]) => n.toLowerCase() === 'host');
+  if (!v.n.ok || (!hostless && !documentedHost(v.host))) expected = [400];
   else {
     const who = input.cert ? { verified: true, ...CLIENT_ID } : { verified: false };
     const route = expectedRoute(v.host, v.n.path, r.method, who);

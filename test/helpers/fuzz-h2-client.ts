@@ -63,6 +63,14 @@ function headerObject(list: readonly (readonly [string, string])[]): http2.Outgo
   return o;
 }
 
+/**
+ * A real reset: RST_STREAM (CANCEL) without END_STREAM. Not req.close(): node:http2 ends
+ * the stream's writable side first, so close() puts an empty END_STREAM DATA frame on the
+ * wire before its RST_STREAM, and the request (body truncated where the client stopped)
+ * is complete as sent; the proxy may rightly forward it.
+ */
+const reset = (req: http2.ClientHttp2Stream): void => void req.destroy();
+
 export async function sendH2Client(input: H2ClientInput, ep: FuzzEndpoint): Promise<H2ClientOutcome> {
   const out: H2ClientOutcome = { statuses: [], errors: [] };
   const tlsSock = connectTls(ep, input.listener, input.cert, input.resume, 'h2');
@@ -79,7 +87,7 @@ export async function sendH2Client(input: H2ClientInput, ep: FuzzEndpoint): Prom
         out.errors.push(`request ${i}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
         return resolve();
       }
-      const timer = setTimeout(() => req.close(http2.constants.NGHTTP2_CANCEL), Math.max(1, DEADLINE_MS - (Date.now() - started)));
+      const timer = setTimeout(() => reset(req), Math.max(1, DEADLINE_MS - (Date.now() - started)));
       req.on('response', (h) => (out.statuses[i] = Number(h[':status'])));
       req.on('data', () => undefined);
       req.on('error', (e: NodeJS.ErrnoException) => out.errors.push(`stream ${i}: ${e.code ?? e.message}`));
@@ -91,14 +99,14 @@ export async function sendH2Client(input: H2ClientInput, ep: FuzzEndpoint): Prom
       void (async () => {
         if (q.reset === 'after-headers') {
           await sleep(q.delay);
-          req.close(http2.constants.NGHTTP2_CANCEL);
+          reset(req);
           return;
         }
         let off = 0;
         for (let c = 0; c < q.chunks.length; c++) {
           if (req.destroyed) return;
           if (q.reset === 'mid-body' && c === Math.floor(q.chunks.length / 2)) {
-            req.close(http2.constants.NGHTTP2_CANCEL);
+            reset(req);
             return;
           }
           if (q.delay) await sleep(q.delay);
@@ -106,7 +114,7 @@ export async function sendH2Client(input: H2ClientInput, ep: FuzzEndpoint): Prom
           off += q.chunks[c]!;
           if (!ok) await drainOrClose(req);
         }
-        if (q.reset === 'mid-body') req.close(http2.constants.NGHTTP2_CANCEL);
+        if (q.reset === 'mid-body') reset(req);
         else if (!req.destroyed) req.end();
       })();
     });

@@ -116,15 +116,39 @@ export function createHttp1Frontend(opts: Http1Options, state: DrainState = { dr
     // bytes after a request that closes the connection (Connection: close, HTTP/1.0) are
     // never parsed: the connection ends after that request's answer
     if (err.code === 'HPE_CLOSED_CONNECTION') return afterInFlight(socket, () => socket.destroy());
+    // the client ended its side inside a message (a body shorter than declared, a cut
+    // head): no request is left to answer, and one already answered must not get a second
+    // answer; like nginx ("client prematurely closed connection"), just close
+    if (err.code === 'HPE_INVALID_EOF_STATE') return afterInFlight(socket, () => socket.destroy());
     const { close, response } = parseErrorResponse(err.code, opts.maxHeaderBytes);
     // a parse error behind a request still being answered waits for that answer, so the
-    // error response never lands in the middle of it
+    // error response never lands in the middle of it (after an answer that ended the
+    // connection the socket is no longer writable: nothing more is written). A HEAD
+    // request's error answer has no body.
     afterInFlight(socket, () => {
       if (close || !socket.writable) socket.destroy();
-      else socket.end(response);
+      else socket.end(failedHead(err) ? response.slice(0, response.indexOf('\r\n\r\n') + 4) : response);
     });
   });
   return server;
+}
+
+/**
+ * Whether the message that failed to parse is a HEAD request: its answer then has no body
+ * (RFC 9110 §9.3.2), else a client reads the error's body as the start of the next
+ * response. llhttp has read the method when it fails on the target or a field; the failing
+ * message starts after the last blank line before the error in the chunk it was parsing.
+ * (A head split over several reads is not seen here; its answer keeps the body.)
+ */
+function failedHead(err: Error & { rawPacket?: unknown; bytesParsed?: unknown }): boolean {
+  const raw = err.rawPacket;
+  if (!Buffer.isBuffer(raw)) return false;
+  const upTo = typeof err.bytesParsed === 'number' ? err.bytesParsed : raw.length;
+  const blank = raw.lastIndexOf('\r\n\r\n', Math.max(0, upTo - 1));
+  let from = blank < 0 ? 0 : blank + 4;
+  // whitespace and empty lines before the request line (lenient readers skip them)
+  while (from < upTo && (raw[from] === 0x20 || raw[from] === 0x09 || raw[from] === 0x0d || raw[from] === 0x0a)) from++;
+  return raw.subarray(from, from + 5).toString('latin1') === 'HEAD ';
 }
 
 /** Per-connection request sequencing (see the file comment). */
@@ -277,6 +301,21 @@ class Http1Sink implements ResponseSink {
   }
 }
 
+/**
+ * What http.Server parses but HTTP/1.1 forbids a server to act on: a version other than
+ * HTTP/1.0 or 1.1 (llhttp reads `GET /x` as HTTP/0.9 and accepts `HTTP/2.0`), and
+ * Transfer-Encoding in an HTTP/1.0 request, whose framing RFC 9112 §6.1 calls faulty
+ * (an HTTP/1.0 hop behind us could read the body by Content-Length or to the end).
+ */
+function framingProblem(req: IncomingMessage): string | undefined {
+  const major = req.httpVersionMajor;
+  const minor = req.httpVersionMinor;
+  if (major === 0) return 'the request line has no HTTP version (an HTTP/0.9 request); send HTTP/1.1';
+  if (major !== 1 || minor > 1) return `the request line says HTTP/${major}.${minor}, and only HTTP/1.0 and HTTP/1.1 are served on a connection without ALPN h2; send HTTP/1.1`;
+  if (minor === 0 && req.headers['transfer-encoding'] !== undefined) return 'the HTTP/1.0 request has a Transfer-Encoding header, which HTTP/1.0 does not have (RFC 9112 §6.1); send Content-Length or use HTTP/1.1';
+  return undefined;
+}
+
 /** Request body bytes http.Server may read and discard after an answer to keep the connection. */
 const DISCARD_LIMIT = 64 * 1024;
 
@@ -323,6 +362,15 @@ function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expec
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
   const fault = injectedFault(req.rawHeaders);
   if (fault === 'request') throwInjected(fault);
+  const framing = framingProblem(req);
+  if (framing) {
+    // the framing of what follows on the connection cannot be trusted: answer and close
+    if (expectContinue) closeAfterResponse(res);
+    else closeAfterResponse(res, bodyPending(req, declared));
+    const status = sendError(res, 'bad_request', framing, adm.requestId);
+    log(status, { error: 'bad_request' });
+    return;
+  }
   if (!adm.ok) {
     // a body that has not all arrived (or was never sent, under Expect) is not read: the
     // connection closes after the answer

@@ -95,7 +95,14 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
   let rawTarget = input.target;
   let host = f.host;
   if (rawTarget.startsWith('http://') || rawTarget.startsWith('https://')) {
-    // absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host
+    // absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host, but Host
+    // must still be there (HTTP/1.1) and valid (RFC 9112 §3.2: 400 otherwise); a hop
+    // that routes by Host instead would read another authority
+    if (host === undefined && !input.hostOptional) return refusal(requestId, 'bad_request', 'the HTTP/1.1 request has no Host header (RFC 9112 §3.2 requires one, also beside an absolute-form target); send Host with the target\'s authority');
+    if (host !== undefined) {
+      const hp = hostProblem(host);
+      if (hp) return refusal(requestId, 'bad_request', `${hp}; send host[:port], e.g. Host: api.example.com:8443, also beside an absolute-form target`);
+    }
     const abs = absoluteTarget(rawTarget);
     rawTarget = abs.path;
     host = abs.host;
@@ -110,6 +117,9 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
   else return refusal(requestId, 'bad_request', 'the request names no authority (no Host header, no :authority); send the server\'s name, e.g. Host: api.example.com');
   const target = normalizePath(rawTarget, l.cfg.merge_slashes);
   if (!target.ok) return refusal(requestId, 'bad_request', `the request path is not acceptable (${target.reason}); send a normalized path`);
+  // `*` names the server, not a resource: only OPTIONS means anything with it (RFC 9112
+  // §3.2.4, RFC 9113 §8.3.1); `GET *` would reach whatever route matches `*`
+  if (target.path === '*' && method !== 'OPTIONS') return refusal(requestId, 'bad_request', `the request target "*" is only valid with OPTIONS, not ${method}; send a path such as /`);
   const bareHost = hostWithoutPort(host);
   const tlsRt = l.tls;
   if (tlsRt && tlsRt.entries.length > 0 && selectEntry(tlsRt, bareHost) !== conn.entry) {
