@@ -456,7 +456,24 @@ export function parseResponses(data: Buffer, requests: readonly { method: string
       break;
     }
     out.finals.push(info);
-    if (info.closes && off < data.length) return { ...out, problemAt: off, problem: `${data.length - off} bytes after a response that said Connection: close` };
+    if (info.closes && off < data.length) {
+      // Known, documented limitation (docs/fuzzing.md): a HEAD request whose head cannot be
+      // parsed and arrived over several reads gets portcullis' JSON 400 with its body, since
+      // at the parse error Node hands over only the last piece and the method is unknown.
+      // Accepted exactly: a closing 400 to a HEAD, followed by exactly its declared JSON body.
+      const rest = data.subarray(off);
+      const n = Number(cl[0] ?? NaN);
+      let knownHead400 = false;
+      if (status === 400 && req?.method === 'HEAD' && rest.length === n) {
+        try {
+          knownHead400 = (JSON.parse(rest.toString('utf8')) as { error?: string }).error === 'bad_request';
+        } catch {
+          knownHead400 = false;
+        }
+      }
+      if (!knownHead400) return { ...out, problemAt: off, problem: `${data.length - off} bytes after a response that said Connection: close` };
+      off = data.length;
+    }
   }
   return out;
 }
