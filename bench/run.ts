@@ -44,8 +44,6 @@ interface Settings {
   quietWaitS: number;
   /** how often a run during which other processes were busy is repeated */
   busyRetries: number;
-  /** what system B is: nginx, or portcullis on http.Server (http1-node) */
-  against: string;
 }
 
 function settings(): Settings {
@@ -74,7 +72,6 @@ function settings(): Settings {
     keepTmp: process.env.BENCH_KEEP_TMP === '1',
     quietWaitS: num('BENCH_QUIET_WAIT', quick ? 5 : 60, 0),
     busyRetries: num('BENCH_BUSY_RETRIES', quick ? 0 : 2, 0),
-    against: process.env.BENCH_AGAINST ?? 'nginx',
   };
 }
 
@@ -149,17 +146,10 @@ async function main(): Promise<void> {
     const ngConfPath = join(dir, 'nginx-proxy.conf');
     writeFileSync(ngConfPath, proxyConf(dir, ngPort, upPort, pki, s.workers, limit));
     const pcConfig = portcullisConfig(pcPort, adminPort, upPort, pki, s.workers);
-    // BENCH_AGAINST=http1-node: the B side is portcullis itself with PORTCULLIS_HTTP1=node
-    // (every HTTP/1.1 connection on http.Server), for the A/B of the two request paths
-    const againstNode = s.against === 'http1-node';
     const systems: System[] = [
       { name: 'portcullis', port: pcPort, start: () => startPortcullis(repoRoot, dir, pcConfig) },
-      againstNode
-        ? { name: 'nginx', port: ngPort, start: () => startPortcullis(repoRoot, dir, portcullisConfig(ngPort, 0, upPort, pki, s.workers), { PORTCULLIS_HTTP1: 'node' }, 'portcullis-b') }
-        : { name: 'nginx', port: ngPort, start: () => startNginx(tools.nginx, 'nginx-proxy', dir, ngConfPath) },
+      { name: 'nginx', port: ngPort, start: () => startNginx(tools.nginx, 'nginx-proxy', dir, ngConfPath) },
     ];
-    const labels = againstNode ? { a: 'default', b: 'PORTCULLIS_HTTP1=node' } : undefined;
-    meta.against = s.against;
     const env: Env = { wrk: tools.wrk, curl: tools.curl, shim, pki, upstream, streamBytes: s.streamBytes };
     const startAll = async () => {
       for (const sys of systems) {
@@ -294,7 +284,7 @@ async function main(): Promise<void> {
     ];
     const cpuMedians = cpuSummary(records);
     console.log(`\nMedians of ${s.rounds} run(s) each, ${s.workers} worker(s) per proxy, ${os.cpus().length} CPUs:\n`);
-    console.log(renderTable(METRICS, rows, labels));
+    console.log(renderTable(METRICS, rows));
     console.log(`\nCPU during the runs (median % of one core): ${cpuMedians.text}`);
     if (s.tests.includes('idle')) console.log(`Idle test: ${s.idleConnections} connections.`);
     for (const l of logs) {

@@ -19,7 +19,11 @@ function adminAddress(configPath: string): { host: string; port: number } {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new PortcullisError(ErrorCodes.CONFIG_NOT_FOUND, `config file not found: ${resolve(configPath)}; pass -c FILE (the admin address is read from it)`);
     }
-    // an unparsable config still has a running instance to ask; use the default address
+    // guessing the default address here could reload some other instance and report success
+    throw new PortcullisError(
+      ErrorCodes.CONFIG_PARSE,
+      `cannot read the admin address from ${resolve(configPath)} (${(err as Error).message.split('\n')[0]}); fix the file or pass --admin HOST:PORT of the instance to reload`,
+    );
   }
   const address = (raw as { admin?: { address?: unknown } })?.admin?.address;
   const a = splitAddress(typeof address === 'string' ? address : DEFAULT_ADMIN_ADDRESS);

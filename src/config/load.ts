@@ -260,6 +260,7 @@ function crossChecks(root: Raw): Found[] {
       if (l.upstream === undefined) add([...at, 'upstream'], 'required when protocol is tcp; name the upstream every connection is forwarded to');
       checkUpstream([...at, 'upstream'], l.upstream, 'tcp');
       if (routes.length > 0) add([...at, 'routes'], 'not allowed when protocol is tcp (it forwards whole connections to listener.upstream); remove routes or use protocol: http');
+      if (l.merge_slashes !== undefined) add([...at, 'merge_slashes'], 'only for protocol: http (a tcp listener never sees a request path); remove it');
     } else if (protocol === 'http') {
       if (l.upstream !== undefined) add([...at, 'upstream'], `only for protocol: tcp; an http listener forwards through routes, e.g. routes: [{upstream: ${str(l.upstream) ?? 'app'}}]`);
       if (l.proxy_protocol !== undefined && l.proxy_protocol !== 'off' && l.proxy_protocol !== false) {

@@ -44,8 +44,9 @@ test('the minimal config gets every documented default', () => {
   assert.deepEqual(l.allow, []);
   assert.deepEqual(l.deny, []);
   assert.equal(l.proxy_protocol, 'off');
+  assert.equal(l.merge_slashes, true);
   assert.equal(l.upstream, undefined);
-  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 0, max_concurrent_streams: 128 });
+  assert.deepEqual(l.limits, { max_header_bytes: 16384, max_body_bytes: 0, header_timeout: 10_000, idle_timeout: 60_000, max_connections: 1024, handshake_timeout: 10_000, send_timeout: 60_000, max_headers: 100, max_concurrent_streams: 128 });
   assert.deepEqual(l.tls, {
     cert: 'pki/server.crt',
     key: 'pki/server.key',
@@ -178,19 +179,47 @@ test('rule serials and fingerprints are canonical; dns is lowercased', () => {
   ]);
 });
 
-test('route match: hosts lowercased, methods uppercased, lists always', () => {
+test('route match: hosts lowercased, methods kept exactly as written, lists always', () => {
   const raw = minimal() as any;
   raw.listeners[0].routes = [
-    { match: { host: 'API.example.com', methods: 'post', path: '/v1' }, upstream: 'app', client_auth: 'require' },
-    { match: { host: ['*.Example.com'], methods: ['get', 'Head'], path_regex: '^/v[0-9]+/' }, upstream: 'app' },
+    { match: { host: 'API.example.com', methods: 'POST', path: '/v1' }, upstream: 'app', client_auth: 'require' },
+    { match: { host: ['*.Example.com'], methods: ['GET', 'HEAD', 'M-SEARCH', 'frob'], path_regex: '^/v[0-9]+/' }, upstream: 'app' },
     { match: { path_exact: '/healthz' }, upstream: 'app' },
   ];
   const [a, b, c] = parse(raw).listeners[0]!.routes;
   assert.deepEqual(a!.match, { host: ['api.example.com'], methods: ['POST'], path: '/v1' });
   assert.equal(a!.client_auth, 'require');
-  assert.deepEqual(b!.match, { host: ['*.example.com'], methods: ['GET', 'HEAD'], path_regex: '^/v[0-9]+/' });
+  assert.deepEqual(b!.match, { host: ['*.example.com'], methods: ['GET', 'HEAD', 'M-SEARCH', 'frob'], path_regex: '^/v[0-9]+/' });
   assert.deepEqual(c!.match, { path_exact: '/healthz' });
   assert.equal(c!.client_auth, undefined);
+});
+
+test('route methods: a case variant of a known method, or a non-token, is an error naming the fix', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].routes = [{ match: { methods: ['delete', 'Get', 'GET /x', ''] }, upstream: 'app' }];
+  const r = ConfigSchema.safeParse(raw);
+  assert.ok(!r.success);
+  const messages = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  assert.deepEqual(messages, [
+    'listeners.0.routes.0.match.methods.0: "delete" never matches: methods are case-sensitive; write DELETE',
+    'listeners.0.routes.0.match.methods.1: "Get" never matches: methods are case-sensitive; write GET',
+    'listeners.0.routes.0.match.methods.2: "GET /x" is not an HTTP method (a token such as GET or PROPFIND); fix the spelling',
+    'listeners.0.routes.0.match.methods.3: "" is not an HTTP method (a token such as GET or PROPFIND); fix the spelling',
+  ]);
+});
+
+test('merge_slashes and limits.max_headers: defaults, explicit values, wrong types', () => {
+  const raw = minimal() as any;
+  raw.listeners[0].merge_slashes = false;
+  raw.listeners[0].limits = { max_headers: 20 };
+  const l = parse(raw).listeners[0]!;
+  assert.equal(l.merge_slashes, false);
+  assert.equal(l.limits.max_headers, 20);
+  for (const [key, value] of [['merge_slashes', 'yes'], ['limits', { max_headers: 0 }], ['limits', { max_headers: 1.5 }]] as const) {
+    const bad = minimal() as any;
+    bad.listeners[0][key] = value;
+    assert.ok(!ConfigSchema.safeParse(bad).success, `${key}: ${JSON.stringify(value)}`);
+  }
 });
 
 test('SNI entries keep unset trust keys undefined, and fill given ones with defaults', () => {
@@ -242,4 +271,19 @@ test('suggestKey finds likely typos and nothing for unrelated words', () => {
   assert.equal(suggestKey('certs', known), 'cert');
   assert.equal(suggestKey('banana', known), undefined);
   assert.equal(suggestKey('listener', ['workers', 'admin', 'log', 'listeners', 'upstreams']), 'listeners');
+});
+
+test('connection limits: max_connections 0 means no limit, handshake_timeout must be above 0, send_timeout 0 turns it off', () => {
+  const withLimits = (limits: Record<string, unknown>) => {
+    const raw = minimal() as { listeners: Record<string, unknown>[] };
+    raw.listeners[0]!.limits = limits;
+    return parse(raw).listeners[0]!.limits;
+  };
+  const l = withLimits({ max_connections: 0, handshake_timeout: '3s', send_timeout: 0 });
+  assert.equal(l.max_connections, 0);
+  assert.equal(l.handshake_timeout, 3000);
+  assert.equal(l.send_timeout, 0);
+  assert.equal(withLimits({ send_timeout: '2m' }).send_timeout, 120_000);
+  assert.throws(() => withLimits({ handshake_timeout: '0s' }), /must be longer than 0/);
+  assert.throws(() => withLimits({ max_connections: -1 }));
 });

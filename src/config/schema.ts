@@ -5,6 +5,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { DURATION_HINT, parseDuration } from './duration.js';
+import { isToken, KNOWN_METHODS } from '../routing/method.js';
 
 // ---------------------------------------------------------------------------------------
 // Value helpers (pure; also used by load.ts's cross-field checks on the raw input)
@@ -176,9 +177,14 @@ const pathRegex = z.string().superRefine((v, ctx) => {
   }
 });
 
+// Methods are case-sensitive (RFC 9110 §9.1) and requests are matched exactly: `get`
+// here would never match a GET, so a case variant of a known method is an error naming
+// the right spelling; any other token (an extension method) is matched as written.
 const method = z.string().transform((v, ctx) => {
-  const m = v.trim().toUpperCase();
-  return /^[A-Z]+$/.test(m) ? m : fail(ctx, `${show(v)} is not an HTTP method; use e.g. GET, POST`);
+  if (!isToken(v)) return fail(ctx, `${show(v)} is not an HTTP method (a token such as GET or PROPFIND); fix the spelling`);
+  const upper = v.toUpperCase();
+  if (upper !== v && KNOWN_METHODS.has(upper)) return fail(ctx, `${show(v)} never matches: methods are case-sensitive; write ${upper}`);
+  return v;
 });
 
 // ---------------------------------------------------------------------------------------
@@ -339,7 +345,15 @@ const LimitsSchema = strict({
   max_body_bytes: int(0).default(0),
   header_timeout: duration().default(10_000),
   idle_timeout: duration().default(60_000),
-  max_connections: int(0).default(0),
+  // open connections per listener per worker, handshakes included; 0 = no limit.
+  // docs/connection-limits.md: why 1024 (nginx worker_connections, the open-file limit)
+  max_connections: int(0).default(1024),
+  // from accept to a finished TLS handshake; a handshake must end, so 0 is refused
+  handshake_timeout: duration({ positive: true }).default(10_000),
+  // a client that takes no bytes while some wait for it is closed after this; 0 = never
+  send_timeout: duration().default(60_000),
+  /** header fields per request (HTTP/2: after joining cookie crumbs); more gets 431 */
+  max_headers: int(1).default(100),
   /** HTTP/2: streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS) */
   max_concurrent_streams: atLeastOne('would let HTTP/2 clients open no stream at all', 128, 2 ** 31 - 1),
 });
@@ -360,6 +374,8 @@ const ListenerSchema = strict({
   deny: rules('deny').default(() => []),
   upstream: nonEmpty().optional(),
   proxy_protocol: offSwitch(['off', 'v1', 'v2'] as const).default('off'),
+  /** `//` in request paths becomes `/` before routing and upstream (docs/request-normalization.md) */
+  merge_slashes: z.boolean().default(true),
   limits: LimitsSchema.prefault({}),
   routes: z
     .array(RouteSchema)

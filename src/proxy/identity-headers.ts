@@ -26,13 +26,33 @@ function asciiSafe(v: string): string {
   return out;
 }
 
+/**
+ * One X-Client-SAN value: `%`, `,`, space, control characters and non-ASCII (per UTF-8
+ * byte) are %XX-escaped, so a value can never read as the separator or as another
+ * entry. A careless CA may issue a DNS SAN "a.example.com,URI:spiffe://x/admin"; joined
+ * as is, it would read as a DNS entry plus a forged URI entry. Consumers split on ","
+ * and then percent-decode each value (decodeURIComponent does it).
+ */
+// eslint-disable-next-line no-control-regex
+const SAN_ESCAPE = /[\x00-\x20%,\x7f-\uffff]/;
+export function sanValue(v: string): string {
+  if (!SAN_ESCAPE.test(v)) return v;
+  let out = '';
+  for (const ch of v) {
+    const code = ch.codePointAt(0)!;
+    if (code > 0x20 && code < 0x7f && code !== 0x25 && code !== 0x2c) out += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) out += '%' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
 function sanList(id: Identity): string {
   const parts: string[] = [];
-  for (const d of id.dns) parts.push(`DNS:${d}`);
-  for (const u of id.uris) parts.push(`URI:${u}`);
-  for (const e of id.emails) parts.push(`email:${e}`);
-  for (const ip of id.ips) parts.push(`IP:${ip}`);
-  return asciiSafe(parts.join(','));
+  for (const d of id.dns) parts.push(`DNS:${sanValue(d)}`);
+  for (const u of id.uris) parts.push(`URI:${sanValue(u)}`);
+  for (const e of id.emails) parts.push(`email:${sanValue(e)}`);
+  for (const ip of id.ips) parts.push(`IP:${sanValue(ip)}`);
+  return parts.join(',');
 }
 
 /** Envoy quotes an XFCC value when it holds one of , ; = or a quote. */

@@ -1,22 +1,23 @@
 // Unit tests for request-target normalization: query split, unreserved decoding,
-// dot-segment removal, and the inputs that must be refused (route-bypass attempts).
+// slash merging, dot-segment removal, and the inputs that must be refused (route-bypass
+// attempts). Helpers normalize with merge_slashes on (the default) unless told otherwise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { normalizePath, removeDotSegments } from './path.js';
 
-function ok(target: string, path: string, query = ''): void {
-  assert.deepEqual(normalizePath(target), { ok: true, path, query }, target);
+function ok(target: string, path: string, query = '', mergeSlashes = true): void {
+  assert.deepEqual(normalizePath(target, mergeSlashes), { ok: true, path, query }, target);
 }
 
 function bad(target: string, reason: string): void {
-  assert.deepEqual(normalizePath(target), { ok: false, reason }, JSON.stringify(target));
+  assert.deepEqual(normalizePath(target, true), { ok: false, reason }, JSON.stringify(target));
+  assert.deepEqual(normalizePath(target, false), { ok: false, reason }, JSON.stringify(target));
 }
 
 test('plain paths pass through unchanged', () => {
   ok('/', '/');
   ok('/a/b/c', '/a/b/c');
   ok('/a/b/', '/a/b/');
-  ok('/a//b', '/a//b'); // not merged
   ok('/.well-known/acme', '/.well-known/acme');
   ok('/a/..b/c.', '/a/..b/c.');
   ok('/a/.../b', '/a/.../b');
@@ -45,11 +46,30 @@ test('dot-segments are removed (RFC 3986 5.2.4)', () => {
   ok('/a/b/..', '/a/');
   ok('/a/b/.', '/a/b/');
   ok('/a/b/./', '/a/b/');
-  ok('/a//../b', '/a/b');
+  ok('/a//../b', '/a/b', '', false); // without merging, ".." removes the empty segment
   ok('/a/b/../../../c/', '/c/');
   ok('/public/../admin', '/admin');
   assert.equal(removeDotSegments('/a/b/c/./../../g'), '/a/g'); // RFC 3986 5.2.4 example
   assert.equal(removeDotSegments('/mid/content=5/../6'), '/mid/6');
+});
+
+test('merge_slashes on: runs of slashes in the path become one, before dot-segments; the query is untouched', () => {
+  ok('//admin', '/admin');
+  ok('///admin//x///', '/admin/x/');
+  ok('/a//b', '/a/b');
+  ok('//', '/');
+  ok('/a//../b', '/b'); // merged first, as nginx does: /a/../b
+  ok('/x//..//admin', '/admin');
+  ok('/%2e%2e//admin', '/admin');
+  ok('//admin?next=//x//y', '/admin', '?next=//x//y');
+  ok('/a?b//c', '/a', '?b//c');
+});
+
+test('merge_slashes off: the path keeps its slashes', () => {
+  ok('//admin', '//admin', '', false);
+  ok('/a//b', '/a//b', '', false);
+  ok('/a//b?c//d', '/a//b', '?c//d', false);
+  ok('/a/..//b', '//b', '', false);
 });
 
 test('unreserved %-escapes are decoded, others kept with uppercase hex', () => {
@@ -113,10 +133,13 @@ test('normalizing is idempotent and leaves no dot-segments (exhaustive over smal
     if (depth === 0) return;
     for (const p of parts) {
       const target = `${prefix}/${p}`;
-      const once = normalizePath(target);
-      assert.ok(once.ok, target);
-      assert.deepEqual(normalizePath(once.path), once, target);
-      assert.ok(!/(^|\/)\.\.?(\/|$)/.test(once.path), `${target} -> ${once.path}`);
+      for (const merge of [true, false]) {
+        const once = normalizePath(target, merge);
+        assert.ok(once.ok, target);
+        assert.deepEqual(normalizePath(once.path, merge), once, target);
+        assert.ok(!/(^|\/)\.\.?(\/|$)/.test(once.path), `${target} -> ${once.path}`);
+        if (merge) assert.ok(!once.path.includes('//'), `${target} -> ${once.path}`);
+      }
       count++;
       walk(target, depth - 1);
     }

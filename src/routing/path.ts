@@ -1,14 +1,19 @@
 // Normalizes an HTTP request-target (origin form) into the one path that routes are
 // matched against AND that is forwarded upstream. Using the same string for both is the
 // point: if the proxy matched one spelling and the upstream resolved another, a client
-// could reach a route it was not authorized for (`/public/%2e%2e/admin`).
+// could reach a route it was not authorized for (`/public/%2e%2e/admin`, `//admin`).
 //
 // Steps: split off the query (kept verbatim), reject what cannot be normalized safely,
-// decode %-escapes of unreserved characters only, uppercase the hex of the others, then
-// remove dot-segments (RFC 3986 §5.2.4). `//` is kept, as Envoy does by default (nginx
-// merges unless merge_slashes is off), because to some upstreams `/a//b` and `/a/b` are
-// different resources. Caveat: a prefix route for `/admin` does not match `//admin`,
-// which an upstream that merges slashes serves as `/admin`; put the strict rules on a
+// decode %-escapes of unreserved characters only, uppercase the hex of the others, merge
+// repeated slashes (listeners[].merge_slashes, default on), then remove dot-segments
+// (RFC 3986 §5.2.4). Slashes are merged before dot-segments are removed, as nginx does,
+// so `/a//../b` is `/b` both here and at an nginx upstream.
+//
+// merge_slashes defaults to on, like nginx (Envoy's merge_slashes defaults to off):
+// most upstreams (nginx, Apache, most frameworks' routers) serve `//admin` as `/admin`,
+// so a route on `/admin` that did not match `//admin` was a bypass. With it off, `/a//b`
+// is matched and forwarded as sent, for upstreams where it names another resource; a
+// prefix route for `/admin` then does not match `//admin`, so put the strict rules on a
 // catch-all route too, or use path_regex such as `/+admin(/.*)?`.
 
 export type NormalizedTarget =
@@ -18,7 +23,8 @@ export type NormalizedTarget =
 const ASTERISK: NormalizedTarget = Object.freeze({ ok: true, path: '*', query: '' });
 
 /**
- * Normalizes `rawTarget` (e.g. `req.url`). Only origin form (`/path?query`) and `*`
+ * Normalizes `rawTarget` (e.g. `req.url`); `mergeSlashes` turns `//` runs in the path
+ * (never in the query) into one `/`. Only origin form (`/path?query`) and `*`
  * (for `OPTIONS *`) are accepted; absolute form must be converted by the caller.
  *
  * Rejected, with a reason fit for a 400:
@@ -29,7 +35,7 @@ const ASTERISK: NormalizedTarget = Object.freeze({ ok: true, path: '*', query: '
  *   segments, and many treat `\` as `/`, so `/public/..%2Fadmin` or `/public/..\admin`
  *   would match the `/public` route here yet resolve to `/admin` upstream.
  */
-export function normalizePath(rawTarget: string): NormalizedTarget {
+export function normalizePath(rawTarget: string, mergeSlashes: boolean): NormalizedTarget {
   if (rawTarget === '*') return ASTERISK;
   if (rawTarget.charCodeAt(0) !== 0x2f) return { ok: false, reason: 'request target must start with "/"' };
 
@@ -44,6 +50,7 @@ export function normalizePath(rawTarget: string): NormalizedTarget {
     else if (c === 0x5c) return { ok: false, reason: 'backslash in path' };
     else if (c === 0x25) needsWork = true;
     else if (c === 0x2e && rawTarget.charCodeAt(i - 1) === 0x2f) needsWork = true; // "/." starts a possible dot-segment
+    else if (c === 0x2f && mergeSlashes && rawTarget.charCodeAt(i - 1) === 0x2f) needsWork = true;
   }
 
   const rawPath = qmark < 0 ? rawTarget : rawTarget.slice(0, qmark);
@@ -52,7 +59,8 @@ export function normalizePath(rawTarget: string): NormalizedTarget {
 
   const decoded = decodeUnreserved(rawPath);
   if (typeof decoded !== 'string') return decoded;
-  return { ok: true, path: removeDotSegments(decoded), query };
+  const merged = mergeSlashes ? mergeSlashRuns(decoded) : decoded;
+  return { ok: true, path: removeDotSegments(merged), query };
 }
 
 function badCharReason(c: number): string {
@@ -98,6 +106,11 @@ function decodeUnreserved(path: string): string | { ok: false; reason: string } 
     from = i;
   }
   return out + path.slice(from);
+}
+
+/** `/a//b///c` -> `/a/b/c`. Decoding never makes a `/` (`%2F` is refused), so one pass is enough. */
+export function mergeSlashRuns(path: string): string {
+  return path.includes('//') ? path.replace(/\/{2,}/g, '/') : path;
 }
 
 /** RFC 3986 §5.2.4 for an absolute path: `/a/./b/../c` -> `/a/c`, `/..` -> `/`. */

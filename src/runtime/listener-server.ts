@@ -2,6 +2,10 @@
 // connection captures the listener runtime current at accept time and keeps it until it
 // closes; a reload only changes what new connections get. After the handshake and the
 // peer check, the connection goes to the front end for its protocol (and ALPN).
+// Connection-level limits live here, once for every protocol: limits.max_connections
+// (counted from accept, so handshakes and held-back failed handshakes count),
+// limits.handshake_timeout, the bounded hold of failed handshakes, and
+// limits.send_timeout (send-timeout.ts). docs/connection-limits.md explains them.
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { startHandshake, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
@@ -13,8 +17,11 @@ import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { connectionError } from '../proxy/boundary.js';
 import { reasonMessage } from '../tls/verify-result.js';
 import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
+import { SendTimeouts } from './send-timeout.js';
+import { openFileLimit, descriptorsFor } from './fd-limit.js';
 
 /** Front ends by name; a listener creates the ones its protocol needs. */
 export type FrontendKind = 'http1' | 'h2' | 'tcp';
@@ -39,24 +46,42 @@ interface RuntimeFrontends {
   sockets: number;
 }
 
+/** How long a failed handshake's close is held back, and for how many sockets at once. */
+export const FAILED_HANDSHAKE_HOLD_MS = 200;
+export const MAX_HELD_FAILED_HANDSHAKES = 32;
+
 /**
  * Node destroys a TLS socket the moment its handshake fails (after queueing the alert).
  * A TLS 1.3 client has usually sent its first request bytes by then; closing with them
  * unread makes the kernel answer with a reset, and clients such as curl over HTTP/2 then
  * report "getpeername() failed" instead of the certificate_required alert. Holding the
  * close back briefly lets those bytes be read, so the alert arrives, followed by a FIN.
+ * The hold is a courtesy for the occasional misconfigured client: only
+ * MAX_HELD_FAILED_HANDSHAKES sockets per listener are held at once, so a flood of bad
+ * handshakes cannot keep sockets (and their max_connections slots) open; past that cap a
+ * failed handshake closes at once. Returns the unpatched destroy, for closes that should
+ * never be held (the handshake timeout).
  */
-function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, failed: (err: Error & { code?: string }) => void): void {
+function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, failed: (err: Error & { code?: string }) => void, held: { count: number }): () => void {
   const destroy = sock.destroy.bind(sock);
   let delayed = false;
   sock.destroy = ((err?: Error) => {
     if (secured() || delayed || sock.destroyed) return destroy(err);
     delayed = true;
     if (err) failed(err);
+    if (held.count >= MAX_HELD_FAILED_HANDSHAKES) return destroy();
+    held.count++;
     sock.on('error', () => undefined);
-    setTimeout(() => destroy(), 200).unref();
+    setTimeout(() => {
+      held.count--;
+      destroy();
+    }, FAILED_HANDSHAKE_HOLD_MS).unref();
     return sock;
   }) as typeof sock.destroy;
+  return () => {
+    delayed = true;
+    destroy();
+  };
 }
 
 /** The access log's view of a verified identity, shared by its connections (identities are shared too). */
@@ -92,14 +117,55 @@ export class ListenerServer {
   /** front ends per listener runtime: a reload's new limits apply to new connections only */
   private readonly frontends = new Map<ListenerRuntime, RuntimeFrontends>();
   private readonly sockets = new Set<Socket>();
+  /** failed handshakes whose close is being held back (at most MAX_HELD_FAILED_HANDSHAKES) */
+  private readonly held = { count: 0 };
+  private readonly sendTimeouts: SendTimeouts;
+  /** connections refused at max_connections since the last warning, and when that was */
+  private refused = 0;
+  private refusedLoggedAt = -Infinity;
 
   constructor(runtime: ListenerRuntime) {
     this.current = runtime;
-    this.server = net.createServer({ noDelay: true }, (raw) => this.onConnection(raw));
+    // limits.max_connections is enforced in onConnection, not with net.Server.maxConnections:
+    // under cluster round-robin scheduling a worker at that limit hands the connection back
+    // to the primary, which offers it to a worker again at once, in a loop that burns both
+    // processes' CPU while the client waits instead of being refused
+    this.server = net.createServer({ noDelay: true }, (raw) => {
+      try {
+        this.onConnection(raw);
+      } catch (err) {
+        connectionError({ listener: this.current, remoteAddress: raw.remoteAddress ?? '' }, raw, err, 'accept');
+      }
+    });
     // before any socket exists: Node only asks for staples on servers with an OCSPRequest listener
     this.stapling = attachStapling(this.server, () => this.current);
-    const max = runtime.cfg.limits.max_connections;
-    if (max > 0) this.server.maxConnections = max;
+    this.sendTimeouts = new SendTimeouts((s) => {
+      const rt = this.current;
+      rt.telemetry.log.warn(
+        { event: 'send_timeout', listener: rt.name, remote_addr: s.raw.remoteAddress, queued_bytes: s.queuedBytes, send_timeout_ms: s.timeoutMs },
+        `listener ${rt.name}: closed the connection from ${s.raw.remoteAddress} because its client took no data for ${s.timeoutMs} ms with ${s.queuedBytes} bytes waiting (limits.send_timeout); raise send_timeout if clients this slow are expected`,
+      );
+      // a reset, like nginx's reset_timedout_connection: a plain close would leave the
+      // kernel holding the unsent bytes for a client that is not reading them
+      try {
+        s.raw.resetAndDestroy();
+      } catch {
+        s.raw.destroy();
+      }
+      s.outer.destroy();
+    });
+    this.checkFileLimit(runtime);
+  }
+
+  /** Warns when max_connections cannot be reached before the process runs out of file descriptors. */
+  private checkFileLimit(rt: ListenerRuntime): void {
+    const max = rt.cfg.limits.max_connections;
+    const limit = openFileLimit();
+    if (max === 0 || limit === undefined || descriptorsFor(max) <= limit) return;
+    rt.telemetry.log.warn(
+      { event: 'connection_limit_over_file_limit', listener: rt.name, max_connections: max, open_file_limit: limit },
+      `listener ${rt.name}: limits.max_connections ${max} may need ${descriptorsFor(max)} file descriptors (client and upstream) but this process may open ${limit}; raise the open-file limit (systemd LimitNOFILE=, ulimit -n) or lower max_connections`,
+    );
   }
 
   get runtime(): ListenerRuntime {
@@ -108,6 +174,7 @@ export class ListenerServer {
 
   /** a reload's generation: new connections get it; the stapled certificates follow */
   set runtime(rt: ListenerRuntime) {
+    if (rt.cfg.limits.max_connections !== this.current.cfg.limits.max_connections) this.checkFileLimit(rt);
     this.current = rt;
     this.stapling.sync();
   }
@@ -150,12 +217,20 @@ export class ListenerServer {
 
   private onConnection(raw: Socket): void {
     const rt = this.runtime;
+    const max = rt.cfg.limits.max_connections;
+    // every open socket counts: handshakes in progress and failed handshakes held back too
+    if (max > 0 && this.sockets.size >= max) {
+      this.refuse(raw, rt, max);
+      return;
+    }
     this.sockets.add(raw);
+    this.sendTimeouts.watch(raw, rt.cfg.limits.send_timeout);
     rt.refs.acquire();
     this.frontendsOf(rt).sockets++;
     rt.telemetry.connection(rt.name, 1);
     raw.once('close', () => {
       this.sockets.delete(raw);
+      this.sendTimeouts.unwatch(raw);
       rt.telemetry.connection(rt.name, -1);
       rt.refs.release();
       const fe = this.frontends.get(rt);
@@ -172,9 +247,10 @@ export class ListenerServer {
     }
     const tlsRt = rt.tls;
     const sock = startHandshake(raw, tlsRt, alpnFor(rt), this.server);
+    this.sendTimeouts.setOuter(raw, sock);
     let secured = false;
     let reported = false;
-    const timer = setTimeout(() => sock.destroy(), rt.cfg.limits.header_timeout);
+    let timer: NodeJS.Timeout | undefined;
     const onFailure = (err: Error & { code?: string }) => {
       clearTimeout(timer);
       if (secured || reported) return;
@@ -184,18 +260,52 @@ export class ListenerServer {
       const msg = noCert ? reasonMessage('no_cert') : `TLS handshake failed: ${err.code ?? err.message}`;
       this.handshakeFailed(rt, remoteAddress, null, reason, msg, undefined);
     };
-    delayFailedHandshakeClose(sock, () => secured, onFailure);
+    const destroyNow = delayFailedHandshakeClose(sock, () => secured, onFailure, this.held);
+    // a client that never finishes its handshake is not a failed handshake to be polite to
+    timer = setTimeout(() => {
+      rt.telemetry.log.debug({ event: 'handshake_timeout', listener: rt.name, remote_addr: remoteAddress }, 'TLS handshake not finished within limits.handshake_timeout; connection closed');
+      destroyNow();
+    }, rt.cfg.limits.handshake_timeout);
     sock.once('secure', () => {
       secured = true;
       clearTimeout(timer);
+      // OpenSSL refuses a TLS 1.2 renegotiation (SSL_OP_NO_RENEGOTIATION, listener-tls.ts)
+      // but Node still reports the attempt as another 'secure'; a client that tries is
+      // closed, as nginx does, rather than left to try again
+      sock.on('secure', () => this.renegotiationAttempt(sock, rt, remoteAddress));
       // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
-      void this.afterHandshake(sock, rt, remoteAddress);
+      this.afterHandshake(sock, rt, remoteAddress).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
     });
     sock.on('error', (err: Error & { code?: string }) => {
       if (secured) return;
       onFailure(err);
       sock.destroy();
     });
+  }
+
+  /** Closes a connection that tried to renegotiate (the attempt itself was refused by OpenSSL). */
+  private renegotiationAttempt(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): void {
+    if (sock.destroyed) return;
+    rt.telemetry.log.warn(
+      { event: 'tls_renegotiation_refused', listener: rt.name, remote_addr: remoteAddress },
+      `listener ${rt.name}: ${remoteAddress} tried to renegotiate TLS, which portcullis never allows; connection closed (the client should open a new connection instead)`,
+    );
+    // after the current read is processed, so OpenSSL's no_renegotiation alert goes out first
+    setImmediate(() => sock.destroy());
+  }
+
+  /** Closes a connection over max_connections at once; warns at most every 10 s with the count. */
+  private refuse(raw: Socket, rt: ListenerRuntime, max: number): void {
+    raw.destroy();
+    this.refused++;
+    const now = performance.now();
+    if (now - this.refusedLoggedAt < 10_000) return;
+    rt.telemetry.log.warn(
+      { event: 'connection_limit_reached', listener: rt.name, max_connections: max, refused: this.refused },
+      `listener ${rt.name}: ${this.refused} connection(s) closed on accept because this worker already has limits.max_connections (${max}) open; raise max_connections (within the open-file limit) or add workers`,
+    );
+    this.refused = 0;
+    this.refusedLoggedAt = now;
   }
 
   private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): Promise<void> {
@@ -268,5 +378,6 @@ export class ListenerServer {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const s of this.sockets) s.destroy();
+    this.sendTimeouts.stop();
   }
 }

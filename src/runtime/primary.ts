@@ -3,6 +3,7 @@
 // workers, replaces a worker that dies, coordinates reloads (SIGHUP, POST /reload, file
 // changes), rotates the shared session-ticket secret, and drains on SIGTERM/SIGINT.
 // It never serves proxy traffic itself.
+import { checkRuntime } from '../platform/node-internals.js';
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +47,8 @@ function watchedFiles(config: LoadedConfig): string[] {
 }
 
 export async function startPrimary(configPath: string, opts: PrimaryOptions): Promise<PrimaryState> {
+  // a runtime whose internals changed stops start-up here, with one sentence, before any fork
+  checkRuntime();
   let config = await loadConfig(configPath, { checkFiles: true });
   const telemetry = createTelemetry(config.log);
   // provision once here: a bad certificate or key stops start-up before any fork

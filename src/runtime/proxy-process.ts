@@ -2,6 +2,7 @@
 // generation) -> serve -> drain, and reloads as prepare (build a whole new generation,
 // nothing changes yet) -> commit (swap it in; new connections use it, open ones finish on
 // the old one, which is released when its last connection closes).
+import { checkRuntime } from '../platform/node-internals.js';
 import { loadConfig } from '../config/load.js';
 import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration, type Generation } from './generation.js';
@@ -36,6 +37,7 @@ export interface StartOptions {
 const sameAddress = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port;
 
 export async function startProxy(configOrPath: string | LoadedConfig, opts: StartOptions = {}): Promise<RunningProxy> {
+  checkRuntime();
   const configPath = typeof configOrPath === 'string' ? configOrPath : configOrPath.configPath;
   const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
   const telemetry = createTelemetry(config.log, opts.metrics);

@@ -89,6 +89,12 @@ export const METRICS = {
     type: 'gauge',
     labels: ['role', 'file', 'subject'],
   },
+  connectionErrors: {
+    name: 'portcullis_connection_errors_total',
+    help: 'Connections ended because serving them raised an unexpected error (logged as connection_error with the stack); the process kept serving.',
+    type: 'counter',
+    labels: ['listener'],
+  },
   reloads: {
     name: 'portcullis_reloads_total',
     help: 'Configuration reloads, by result (success or failure).',

@@ -40,6 +40,8 @@ const SPEC_NAMES = [
   'portcullis_upstream_endpoint_healthy',
   'portcullis_certificate_expiry_timestamp_seconds',
   'portcullis_reloads_total',
+  // SPEC §10 (wave 2)
+  'portcullis_connection_errors_total',
 ];
 
 test('metric-names lists every SPEC §8 metric, once, with valid names', () => {

@@ -104,6 +104,7 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
   const requests = new Map<string, Map<string, RouteSeries>>();
   const authz = new Map<string, Map<string, AuthzSeries>>();
   const connections = new Map<string, Series>();
+  const connectionErrors = new Map<string, Series>();
 
   // --- slow paths: the first time a listener / route / code is seen
   const newHandshakeListener = (listener: string): Map<string, Series> => {
@@ -173,8 +174,17 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
     },
     connection(listener, delta) {
       let s = connections.get(listener);
-      if (s === undefined) connections.set(listener, (s = { labels: { listener }, value: 0 }));
+      if (s === undefined) {
+        connections.set(listener, (s = { labels: { listener }, value: 0 }));
+        // the error counter is exported at 0 from a listener's first connection on
+        if (!connectionErrors.has(listener)) connectionErrors.set(listener, { labels: { listener }, value: 0 });
+      }
       s.value += delta;
+    },
+    connectionError(listener) {
+      let s = connectionErrors.get(listener);
+      if (s === undefined) connectionErrors.set(listener, (s = { labels: { listener }, value: 0 }));
+      s.value++;
     },
   };
 
@@ -220,6 +230,7 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
     () => authz.clear(),
   );
   collector(registry, METRICS.activeConnections, () => snapshot(connections.values()), () => connections.clear());
+  collector(registry, METRICS.connectionErrors, () => snapshot(connectionErrors.values()), () => connectionErrors.clear());
 
   return { ...hooks, registry };
 }

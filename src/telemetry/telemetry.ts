@@ -31,6 +31,8 @@ export interface MetricHooks {
   authz(listener: string, route: string, allowed: boolean): void;
   /** a connection opened (+1) or closed (-1) */
   connection(listener: string, delta: 1 | -1): void;
+  /** a connection ended by an unexpected error while serving it (the error boundary) */
+  connectionError(listener: string): void;
 }
 
 export interface Telemetry extends MetricHooks {
@@ -45,6 +47,7 @@ export const noMetrics: MetricHooks = {
   request: () => undefined,
   authz: () => undefined,
   connection: () => undefined,
+  connectionError: () => undefined,
 };
 
 export interface LogConfig {
@@ -74,6 +77,7 @@ export function createTelemetry(cfg: LogConfig, metrics: MetricHooks = noMetrics
     request: metrics.request,
     authz: metrics.authz,
     connection: metrics.connection,
+    connectionError: metrics.connectionError,
   };
 }
 

@@ -10,7 +10,7 @@
 // via SSL_VERIFY_FAIL_IF_NO_PEER_CERT) and lets us inspect every other failure.
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import type { Server, Socket } from 'node:net';
-import { createHmac, randomBytes, type X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, createHmac, randomBytes, type X509Certificate } from 'node:crypto';
 import { readKeyPair, oneLine } from './pem.js';
 import { buildTrust, type TrustRuntime } from './trust.js';
 import { reasonFromOpenSsl, reasonMessage, type VerifyReason } from './verify-result.js';
@@ -18,8 +18,18 @@ import { identityFor, leafInfo, chainAbove, rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { trustFor, type ListenerTlsConfig, type SniCertConfig } from '../config/schema.js';
 import { compileRules, type CompiledRule } from '../policy/rules.js';
+import { nativeContext, tlsVerifyError } from '../platform/node-internals.js';
 
 const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * OpenSSL options of every listener context. SSL_OP_NO_RENEGOTIATION: a TLS 1.2 client
+ * may not renegotiate (TLS 1.3 has no renegotiation). Each renegotiation is a full
+ * handshake's CPU on the worker, and Node's own limit (tls.CLIENT_RENEG_LIMIT) only
+ * reports through tls.Server, which listeners do not use; nginx refuses renegotiation
+ * the same way. The client gets a no_renegotiation alert; listener-server.ts then closes.
+ */
+export const LISTENER_SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 const ANY_EKU = '2.5.29.37.0';
 
 export type { TrustRuntime } from './trust.js';
@@ -85,8 +95,7 @@ export function deriveTicketKeys(secret: Buffer | undefined, trustDigest: string
 /** Replaces the ticket keys of the live contexts (hourly rotation); the contexts stay in use. */
 export function setTicketKeys(rt: TlsRuntime, secret: Buffer): void {
   for (const e of [rt.default, ...rt.entries]) {
-    const native = (e.context as unknown as { context?: { setTicketKeys?(keys: Buffer): void } }).context;
-    native?.setTicketKeys?.(deriveTicketKeys(secret, e.trust.digest));
+    nativeContext(e.context)?.setTicketKeys(deriveTicketKeys(secret, e.trust.digest));
   }
 }
 
@@ -117,6 +126,7 @@ function buildEntry(
     // the digest of everything that decides acceptance
     sessionIdContext: trust.digest.slice(0, 32),
     ticketKeys: deriveTicketKeys(ticketSecret, trust.digest),
+    secureOptions: LISTENER_SECURE_OPTIONS,
   });
   return { name, serverNames, context, trust, ...rules };
 }
@@ -179,10 +189,6 @@ export function startHandshake(raw: Socket, rt: TlsRuntime, alpn: string[], serv
   });
 }
 
-interface VerifyHandle {
-  verifyError(): (Error & { code?: string }) | null;
-}
-
 /**
  * Decides what the peer proved, once per connection, right after the handshake.
  * A missing certificate is NONE even when OpenSSL reports no error: a resumed session
@@ -192,11 +198,8 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (trust.clientAuth === 'none') return { verify: 'NONE' };
   const leaf = sock.getPeerX509Certificate();
   if (!leaf) return { verify: 'NONE', reason: 'no_cert', message: reasonMessage('no_cert') };
-  const handle = (sock as unknown as { _handle: VerifyHandle | null })._handle;
-  if (!handle || typeof handle.verifyError !== 'function') {
-    return fail('error', leaf, 'the TLS layer did not report a verification result');
-  }
-  const err = handle.verifyError();
+  const err = tlsVerifyError(sock);
+  if (err === undefined) return fail('error', leaf, 'the TLS layer did not report a verification result');
   if (err) {
     let reason = reasonFromOpenSsl(err.code ?? '');
     // OpenSSL's purpose check is what usually catches a CA certificate presented as a leaf

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { ocspUrlsOf } from '../pki/ocsp.js';
 import { queryOcsp } from './ocsp-check.js';
 import { setTlsLog, tlsLog } from './tls-log.js';
+import { nativeContext, setStaplingContext } from '../platform/node-internals.js';
 
 const FETCH_TIMEOUT_MS = 5_000;
 /** A response without nextUpdate is stapled for this long after it was fetched. */
@@ -20,11 +21,6 @@ const MAX_RETRY_MS = 5 * 60_000;
 export interface StaplingRuntime {
   tls: { default: { context: SecureContext }; entries: { context: SecureContext }[] } | undefined;
   telemetry: { log: Logger };
-}
-
-interface NativeContext {
-  getCertificate(): Buffer | null;
-  getIssuer(): Buffer | null;
 }
 
 interface Staple {
@@ -42,9 +38,6 @@ function keyOf(der: Buffer): string {
   return createHash('sha256').update(der).digest('hex');
 }
 
-function nativeOf(ctx: SecureContext): NativeContext | undefined {
-  return (ctx as unknown as { context?: NativeContext }).context;
-}
 
 /**
  * Serves OCSP staples on `server` (the listener's net.Server, which Node consults for
@@ -60,7 +53,7 @@ export function attachStapling(server: Server, runtime: () => StaplingRuntime): 
   setTlsLog(runtime().telemetry.log);
   // Node takes the certificate to staple from the SNI-selected context, or else from
   // server._sharedCreds, which only tls.Server has: point it at the current default context
-  Object.defineProperty(server, '_sharedCreds', { configurable: true, get: () => runtime().tls?.default.context });
+  setStaplingContext(server, () => runtime().tls?.default.context);
 
   /** by certificate SHA-256; null = seen, nothing to staple (no AIA responder or no issuer) */
   const staples = new Map<string, Staple | null>();
@@ -70,7 +63,7 @@ export function attachStapling(server: Server, runtime: () => StaplingRuntime): 
     const rt = runtime().tls;
     const out = new Set<string>();
     for (const e of rt ? [rt.default, ...rt.entries] : []) {
-      const der = nativeOf(e.context)?.getCertificate();
+      const der = nativeContext(e.context)?.getCertificate();
       if (der) out.add(keyOf(der));
     }
     return out;
@@ -145,7 +138,7 @@ export function attachStapling(server: Server, runtime: () => StaplingRuntime): 
     const rt = runtime().tls;
     let stapled = false;
     for (const e of rt ? [rt.default, ...rt.entries] : []) {
-      const n = nativeOf(e.context);
+      const n = nativeContext(e.context);
       const der = n?.getCertificate();
       if (der && track(der, n!.getIssuer())) stapled = true;
     }

@@ -18,7 +18,7 @@
 // a socket that turns idle serves the queue's head or closes to hand its slot over.
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { HTTPParser, type NativeParser } from '../proxy/llhttp.js';
+import { HTTPParser, HEAD_HAS_BODY, HEAD_NO_BODY, HEAD_STOP, type NativeParser } from '../platform/node-internals.js';
 import { contentLength, keepAliveHint, requestHead, upstreamError } from './h1-wire.js';
 import { unlimited, type IdleCloser, type UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 
@@ -277,19 +277,19 @@ class H1Conn {
     this.flushed = [];
     if (!ex) {
       this.broken = true;
-      return 1;
+      return HEAD_NO_BODY;
     }
     if (status < 200) {
       if (status === 101) {
         this.broken = true;
         this.fail(upstreamError('PCL_UPSTREAM_PROTOCOL', 'the upstream switched protocols (101) on a request that did not ask for it'));
-        return 1;
+        return HEAD_NO_BODY;
       }
       // 100 Continue, 103 Early Hints: informational, the final response follows; the
       // upstream has seen the request, so it is not retried from here on
       this.informational = true;
       ex.informed = true;
-      return 0;
+      return HEAD_HAS_BODY;
     }
     ex.responded = true;
     this.reusable = keepAlive;
@@ -299,7 +299,7 @@ class H1Conn {
     else this.bodyTimer.stop();
     ex.handler.onResponseStart(status, raw, statusMessage);
     // a response to HEAD has no body whatever its headers say
-    if (ex.req.method === 'HEAD') return 1;
+    if (ex.req.method === 'HEAD') return HEAD_NO_BODY;
     if (status !== 204 && status !== 304) {
       const len = contentLength(raw);
       if (len > 0) {
@@ -307,10 +307,10 @@ class H1Conn {
         // chunk by chunk by the parser (its on_body copies): 2 = "upgrade", which makes
         // llhttp stop right after the head; it is re-initialized after the body.
         this.bodyLeft = len;
-        return 2;
+        return HEAD_STOP;
       }
     }
-    return 0;
+    return HEAD_HAS_BODY;
   }
 
   private onBody(chunk: Buffer): void {

@@ -39,10 +39,11 @@ before(async () => {
     {
       workers: 1,
       listeners: [
-        // default identity settings: standard headers only, no forwarded certificate
-        tlsListener(pki, { name: 'std' }),
+        // default identity settings: standard headers only, no forwarded certificate.
+        // max_headers: one request below sends every spoofed header in every spelling (~220 fields)
+        tlsListener(pki, { name: 'std', limits: { max_headers: 400 } }),
         // every format, so each spoofed header also has a real proxy value to be confused with
-        tlsListener(pki, { name: 'all', identity: { headers: ['standard', 'xfcc', 'rfc9440'], forward_cert: true } }),
+        tlsListener(pki, { name: 'all', identity: { headers: ['standard', 'xfcc', 'rfc9440'], forward_cert: true }, limits: { max_headers: 400 } }),
         tlsListener(pki, { name: 'opt', tls: { client_auth: 'optional' } }),
       ],
       upstreams: { app: { endpoints: [up.url] } },

@@ -165,3 +165,16 @@ test('portcullis reload -c FILE reloads through the admin address and reports fa
   assert.equal(none.status, 1);
   assert.match(none.stderr, /no portcullis admin listener answers/);
 });
+
+test('portcullis reload -c FILE with an unparsable FILE refuses, naming the file and --admin, instead of reloading whatever listens on the default address', async () => {
+  const broken = join(dir, 'broken.yaml');
+  writeFileSync(broken, 'listeners: [\n  - name: x\n   oops: {');
+  const r = runCli(['reload', '-c', broken]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot read the admin address from .*broken\.yaml.*pass --admin HOST:PORT/);
+  assert.match(r.stderr, /PCL_ERR_CONFIG_PARSE/);
+  assert.doesNotMatch(r.stdout, /reloaded/);
+  // --admin still reaches the instance whatever the file says
+  const ok = runCli(['reload', '-c', broken, '--admin', `127.0.0.1:${cli.adminPort}`]);
+  assert.equal(ok.status, 0, ok.stderr);
+});

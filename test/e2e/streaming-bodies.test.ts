@@ -16,7 +16,10 @@ import { startEchoUpstream, startCli, tempDir, cleanup, tlsListener, type EchoUp
 const MB = 1024 * 1024;
 const SIZE = 200 * MB;
 const CHUNK = 256 * 1024;
-const RSS_LIMIT = 150 * MB;
+// An absolute cap below baseline + SIZE (a buffered body cannot pass it). A warmed-up worker
+// idles at ~135 MB on Node 20 and ~182 MB on Node 24 (V8 sizes its heap differently), so the
+// cap leaves room for the runtime; the growth check below is the tight one.
+const RSS_LIMIT = 256 * MB;
 /** how much a warmed-up proxy may grow while moving one SIZE body */
 const MAX_GROWTH = 40 * MB;
 

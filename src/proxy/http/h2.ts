@@ -15,15 +15,18 @@ import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
 import type { Frontend } from '../frontend.js';
+import type { TLSSocket } from 'node:tls';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
 import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
+import { guard, guarded, injectedFault, throwInjected } from '../boundary.js';
+import { markHandshakeDone } from '../../platform/node-internals.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
 import { headerMapOf } from '../request-headers.js';
 import { encodeGrpcMessage, grpcKind, grpcStatusFor, parseGrpcTimeout } from './grpc-status.js';
 import { handleH2WebSocket } from './websocket.js';
 
-const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR, NGHTTP2_CANCEL } = http2.constants;
 
 /**
  * Rapid reset: Envoy's rule and defaults (premature_reset_total_stream_count,
@@ -58,8 +61,9 @@ interface H2Sink extends ResponseSink {
   readonly ended: boolean;
 }
 
-function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
+function streamSink(stream: ServerHttp2Stream, isHead: boolean, sendTimeout: number, onSendTimeout: () => void): H2Sink {
   let status = 0;
+  let drainTimer: NodeJS.Timeout | undefined;
   let headersSent = false;
   let ended = false;
   let trailers: HeaderMap | undefined;
@@ -69,6 +73,7 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
     onAbort.clear();
   };
   stream.once('close', () => {
+    clearTimeout(drainTimer);
     if (!ended) abort();
   });
   return {
@@ -104,7 +109,13 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean): H2Sink {
       return stream.write(chunk);
     },
     onceDrain(cb) {
-      stream.once('drain', cb);
+      // limits.send_timeout for a client that reads its socket but grants this stream no
+      // flow-control window: the listener's socket-level check (send-timeout.ts) cannot see it
+      if (sendTimeout > 0) drainTimer = setTimeout(onSendTimeout, sendTimeout).unref();
+      stream.once('drain', () => {
+        clearTimeout(drainTimer);
+        cb();
+      });
     },
     end(t) {
       if (ended || stream.destroyed) return;
@@ -156,7 +167,8 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   const maxStreams = rt.cfg.limits.max_concurrent_streams;
   const server = http2.createServer({
     // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
-    maxHeaderListPairs: 2000,
+    // It counts pseudo-headers and cookie crumbs, which limits.max_headers does not
+    maxHeaderListPairs: Math.max(2000, rt.cfg.limits.max_headers + 64),
     // Node's defaults, stated because they are part of the flood defence: a session whose
     // client keeps opening streams Node must refuse, or keeps sending invalid frames, ends
     maxSessionRejectedStreams: 100,
@@ -200,15 +212,14 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
     }
     st.streams++;
     watchPrematureReset(stream, session, st);
-    onStream(stream, st.conn, headers, flags, rawHeaders);
+    guard(st.conn, session, 'h2 stream', () => onStream(stream, st.conn, headers, flags, rawHeaders));
   });
   return {
     accept(sock, conn) {
       // Only tls.Server clears this flag after the handshake; our listener builds its
       // TLSSockets itself, and an Http2Session would wait for a 'secureConnect' that a
       // server-side socket never emits
-      const s = sock as unknown as { secureConnecting?: boolean };
-      if (s.secureConnecting) s.secureConnecting = false;
+      markHandshakeDone(sock as TLSSocket);
       accepting = conn;
       try {
         server.emit('connection', sock);
@@ -303,11 +314,17 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
   const cl = headers['content-length'];
   const declared = cl === undefined ? undefined : Number(cl);
   const adm = admitRequest({ conn, method, target: path, rawHeaders: pairs, contentLength: declared });
+  const fault = injectedFault(pairs);
+  if (fault === 'request') throwInjected(fault);
   if (!adm.ok) return fail(adm.code, adm.message, adm.requestId, { route: adm.route, decision: adm.decision, path: adm.path });
   const { route, decision } = adm;
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, path, status, { route, decision, path: adm.path, ...extra });
 
-  const sink = streamSink(stream, method === 'HEAD');
+  const sendTimeout = l.cfg.limits.send_timeout;
+  const sink = streamSink(stream, method === 'HEAD', sendTimeout, () => {
+    l.telemetry.log.warn({ event: 'send_timeout', listener: l.name, remote_addr: conn.remoteAddress, stream: stream.id, send_timeout_ms: sendTimeout }, `listener ${l.name}: reset HTTP/2 stream ${stream.id} from ${conn.remoteAddress} because its client granted no flow-control window for ${sendTimeout} ms (limits.send_timeout)`);
+    stream.close(NGHTTP2_CANCEL);
+  });
   const hasBody = (flags & NGHTTP2_FLAG_END_STREAM) === 0 && !stream.readableEnded;
   let bytesIn = 0;
   let body: Transform | null = null;
@@ -329,7 +346,8 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
     sink,
     adm,
     { method, body, grpc: grpc === 'grpc', grpcTimeout: grpc === 'grpc' ? parseGrpcTimeout(headers['grpc-timeout'] as string | undefined) : 0 },
-    (r: ForwardResult) => {
+    guarded(conn, stream.session as ServerHttp2Session, 'h2 upstream response', (r: ForwardResult) => {
+      if (fault === 'response') throwInjected(fault);
       if (body && !stream.readableEnded) {
         // the exchange is over but the client still sends: nobody will read it, drop it
         stream.unpipe(body);
@@ -348,6 +366,6 @@ function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingH
         resetStream(stream, NGHTTP2_INTERNAL_ERROR);
       }
       log(r.status, { bytesIn, bytesOut: r.bytesOut, error: error.cause });
-    },
+    }),
   );
 }

@@ -1,7 +1,20 @@
-// The HTTP/1.1 front end: an http.Server that never listens itself. The listener hands
-// it TLS sockets whose handshake (and identity) is already done. Per request it runs the
-// shared admission pipeline (routing, client auth, authorization, identity headers), then
-// forwards and logs one line. Upgrade requests go to the WebSocket relay.
+// The HTTP/1.1 front end: one Node http.Server per listener generation that never listens
+// itself; the listener hands it TLS sockets whose handshake (and identity) is already done.
+// Per request it runs the shared admission pipeline (routing, client auth, authorization,
+// identity headers), then forwards and logs one line. Upgrade requests go to the WebSocket
+// relay. This is the only HTTP/1.1 request path (a hand-written parser beside it saved
+// under 10% CPU per request and was removed; see docs/performance.md).
+//
+// Rules on top of http.Server's parsing:
+// - Requests on one connection are served one at a time, in order. http.Server emits
+//   pipelined requests as soon as it has parsed them; a pipelined request waits here until
+//   the previous response is complete, and is dropped unanswered (never forwarded) when
+//   that response ended the connection (Connection: close, HTTP/1.0, a refusal with body
+//   bytes unread). At most MAX_PIPELINED requests wait; more close the connection.
+// - `Expect: 100-continue` is answered only after the request is admitted, so a refused
+//   client never sends its body.
+// - Every entry point and upstream callback runs inside the per-connection error boundary
+//   (../boundary.ts): an exception ends that connection, never the worker.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { connOf, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
@@ -11,7 +24,7 @@ import type { Frontend } from '../frontend.js';
 import { admitRequest, countBody, logRequest, type LogExtra } from './pipeline.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
 import { handleUpgrade } from './websocket.js';
-import { FastHttp1 } from './http1-fast.js';
+import { guard, guarded, injectedFault, throwInjected } from '../boundary.js';
 
 export interface Http1Options {
   maxHeaderBytes: number;
@@ -19,27 +32,17 @@ export interface Http1Options {
   idleTimeout: number;
 }
 
-/**
- * The HTTP/1.1 front end as a Frontend: connections start on portcullis' own request path
- * (http1-fast.ts), which hands them to a non-listening http.Server for anything beyond
- * body-less HTTP/1.1 requests. PORTCULLIS_HTTP1=node sends every connection straight to
- * http.Server (for comparisons and as an escape hatch).
- */
+/** Pipelined requests that may wait behind the one in flight on a connection. */
+export const MAX_PIPELINED = 16;
+
 export function http1Frontend(opts: Http1Options): Frontend {
   const server = createHttp1Frontend(opts);
   // 'listening' starts Node's header/request timeout bookkeeping, which it only sets up
   // for servers that listen themselves
   server.emit('listening');
-  if (process.env.PORTCULLIS_HTTP1 === 'node') {
-    return {
-      accept: (sock) => server.emit('connection', sock),
-      closeIdle: () => server.closeIdleConnections(),
-    };
-  }
-  const fast = new FastHttp1(opts, server);
   return {
-    accept: (sock, conn) => fast.accept(sock, conn),
-    closeIdle: () => fast.closeIdle(),
+    accept: (sock, conn) => guard(conn, sock, 'http1 accept', () => server.emit('connection', sock)),
+    closeIdle: () => server.closeIdleConnections(),
   };
 }
 
@@ -50,18 +53,125 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
       requestTimeout: 0,
       headersTimeout: opts.headerTimeout,
       keepAliveTimeout: opts.idleTimeout,
+      // http.Server enforces headersTimeout (from a head's first byte) on this sweep; its
+      // 30 s default would let a partial head outlive header_timeout by up to 30 s
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(opts.headerTimeout / 2))),
       // we add X-Forwarded-*; the client's copies are dropped anyway
       joinDuplicateHeaders: false,
+      // admitRequest refuses a missing Host with portcullis' JSON 400 (HTTP/1.0 may omit it)
+      requireHostHeader: false,
     },
-    handleRequest,
+    (req, res) => onRequest(req, res, false),
   );
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(req, socket, head, opts.idleTimeout, handleRequest));
+  // Node's default (2000) silently drops the fields past it from req.headers;
+  // limits.max_headers is enforced in admitRequest on the whole list instead, and the
+  // count stays bounded by maxHeaderSize. 0 = no truncation.
+  server.maxHeadersCount = 0;
+  // without this listener http.Server answers 100 Continue itself, before admission
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const conn = connOf(socket);
+    if (!conn) return socket.destroy();
+    sequence(socket, conn, () => handleUpgrade(req, socket, head, opts.idleTimeout, (r, s) => serve(r, s, conn, false)));
+  });
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    // bytes after a request that closes the connection (Connection: close, HTTP/1.0) are
+    // never parsed: the connection ends after that request's answer
+    if (err.code === 'HPE_CLOSED_CONNECTION') return afterInFlight(socket, () => socket.destroy());
     const { close, response } = parseErrorResponse(err.code, opts.maxHeaderBytes);
-    if (close || !socket.writable) socket.destroy();
-    else socket.end(response);
+    // a parse error behind a request still being answered waits for that answer, so the
+    // error response never lands in the middle of it
+    afterInFlight(socket, () => {
+      if (close || !socket.writable) socket.destroy();
+      else socket.end(response);
+    });
   });
   return server;
+}
+
+/** Per-connection request sequencing (see the file comment). */
+interface Sequencer {
+  busy: boolean;
+  /** a response ended (or will end) the connection: later requests are never served */
+  closing: boolean;
+  queue: (() => void)[];
+  /** runs once the request in flight is answered, instead of any later request */
+  last?: () => void;
+  /** close by lingering (see closeAfterResponse) */
+  linger?: boolean;
+}
+
+/** Runs `fn` now, or once the request in flight on `sock` is answered; nothing is served after it. */
+function afterInFlight(sock: Socket, fn: () => void): void {
+  const s = sequencers.get(sock);
+  if (!s || !s.busy) return fn();
+  s.closing = true;
+  s.queue.length = 0;
+  s.last ??= fn;
+}
+const sequencers = new WeakMap<Socket, Sequencer>();
+
+function sequence(sock: Socket, conn: ConnState, run: () => void): void {
+  let s = sequencers.get(sock);
+  if (!s) sequencers.set(sock, (s = { busy: false, closing: false, queue: [] }));
+  if (s.closing) return;
+  if (!s.busy) {
+    s.busy = true;
+    guard(conn, sock, 'http1 request', run);
+    return;
+  }
+  if (s.queue.length >= MAX_PIPELINED) {
+    s.closing = true;
+    s.queue.length = 0;
+    sock.destroy();
+    return;
+  }
+  s.queue.push(run);
+}
+
+/** The response on `sock` is complete (or the socket is gone): serve the next request or stop. */
+function next(sock: Socket, conn: ConnState): void {
+  const s = sequencers.get(sock);
+  if (!s) return;
+  s.busy = false;
+  // http.Server ends the socket right after a response that closes the connection
+  if (!sock.writable || sock.destroyed) s.closing = true;
+  if (s.closing) {
+    s.queue.length = 0;
+    if (s.linger && !sock.destroyed) {
+      s.linger = false;
+      sock.end();
+      const t = setTimeout(() => sock.destroy(), LINGER_MS).unref();
+      sock.once('close', () => clearTimeout(t));
+    }
+    const last = s.last;
+    s.last = undefined;
+    if (last) last();
+    return;
+  }
+  const run = s.queue.shift();
+  if (run) {
+    s.busy = true;
+    guard(conn, sock, 'http1 request', run);
+  }
+}
+
+function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+  const sock = req.socket;
+  const conn = connOf(sock);
+  if (!conn) {
+    res.destroy();
+    return;
+  }
+  let finished = false;
+  const done = () => {
+    if (finished) return;
+    finished = true;
+    next(sock, conn);
+  };
+  res.once('finish', done);
+  res.once('close', done);
+  sequence(sock, conn, () => serve(req, res, conn, expectContinue));
 }
 
 /**
@@ -69,7 +179,11 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
  * allocation per request on the hot path.
  */
 class Http1Sink implements ResponseSink {
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly req: IncomingMessage,
+    private readonly declared: number | undefined,
+  ) {}
   get closed(): boolean {
     return this.res.destroyed;
   }
@@ -81,6 +195,8 @@ class Http1Sink implements ResponseSink {
   }
   start(status: number, headers: HeaderMap | string[], statusMessage: string | undefined): void {
     const res = this.res;
+    // the upstream answers before the request body has arrived: the answer says close
+    if (bodyPending(this.req, this.declared)) closeAfterResponse(res, true);
     if (Array.isArray(headers)) {
       // straight into the response head: no header map built and read back
       res.writeHead(status, statusMessage || undefined, headers);
@@ -110,25 +226,60 @@ class Http1Sink implements ResponseSink {
   }
 }
 
-function handleRequest(req: IncomingMessage, res: ServerResponse): void {
-  const conn = connOf(req.socket);
-  if (!conn) {
-    res.destroy();
-    return;
+/** Request body bytes http.Server may read and discard after an answer to keep the connection. */
+const DISCARD_LIMIT = 64 * 1024;
+
+/**
+ * Whether answering now would leave request body bytes on the connection that are not
+ * worth reading: a chunked body or a declared one over DISCARD_LIMIT that has not all
+ * arrived. Smaller ones http.Server reads and discards after the answer (like nginx's
+ * discarded bodies), and the connection carries the next request.
+ */
+function bodyPending(req: IncomingMessage, declared: number | undefined): boolean {
+  if (req.complete) return false;
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  return declared !== undefined && declared > DISCARD_LIMIT;
+}
+
+/** How long a connection closed with request body bytes unread keeps reading (and discarding) them. */
+const LINGER_MS = 2000;
+
+/**
+ * Stops serving the connection after this response: later requests on it are never parsed
+ * or forwarded. `linger`: request body bytes are still arriving. Closing a socket with
+ * unread bytes makes the kernel send a reset that can destroy the response before the
+ * client reads it, so instead of "Connection: close" the answer goes out, our side
+ * half-closes, and the unread bytes are read and discarded for up to LINGER_MS (nginx's
+ * lingering close) before the socket is destroyed.
+ */
+function closeAfterResponse(res: ServerResponse, linger = false): void {
+  const s = sequencers.get(res.socket as Socket);
+  if (s) {
+    s.closing = true;
+    if (linger) s.linger = true;
   }
+  if (!linger) res.shouldKeepAlive = false;
+}
+
+function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expectContinue: boolean): void {
   const start = performance.now();
   const method = req.method ?? 'GET';
   const cl = req.headers['content-length'];
   const declared = cl === undefined ? undefined : Number(cl);
-  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared });
+  const adm = admitRequest({ conn, method, target: req.url ?? '/', rawHeaders: req.rawHeaders, contentLength: declared, hostOptional: req.httpVersionMinor === 0 });
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
+  const fault = injectedFault(req.rawHeaders);
+  if (fault === 'request') throwInjected(fault);
   if (!adm.ok) {
-    // do not leave an unread request body on a kept-alive connection
-    if (!req.complete) res.shouldKeepAlive = false;
+    // a body that has not all arrived (or was never sent, under Expect) is not read: the
+    // connection closes after the answer
+    if (expectContinue) closeAfterResponse(res);
+    else if (bodyPending(req, declared)) closeAfterResponse(res, true);
     const status = sendError(res, adm.code, adm.message, adm.requestId);
     log(status, { route: adm.route, decision: adm.decision, path: adm.path, error: adm.code });
     return;
   }
+  if (expectContinue) res.writeContinue();
   const { route, decision, path } = adm;
   const chunked = req.headers['transfer-encoding'] !== undefined;
   let bytesIn = declared ?? 0;
@@ -139,10 +290,13 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
   } else if (declared !== undefined && declared > 0) {
     body = req;
   }
-  dispatchUpstream(new Http1Sink(res), adm, { method, body, grpc: false, grpcTimeout: 0 }, (r: ForwardResult) => {
+  const sock = req.socket;
+  const onDone = (r: ForwardResult) => {
+    if (fault === 'response') throwInjected(fault);
     if (r.error) {
       if (r.error.code === 'body_too_large' || !res.headersSent) {
-        res.shouldKeepAlive = false;
+        // 502/504/413 close the connection: its state after a failed exchange is not worth trusting
+        closeAfterResponse(res, bodyPending(req, declared));
         const status = sendError(res, r.error.code, r.error.message, adm.requestId);
         log(status, { route, decision, bytesIn, bytesOut: r.bytesOut, error: r.error.cause, path });
       } else {
@@ -152,7 +306,8 @@ function handleRequest(req: IncomingMessage, res: ServerResponse): void {
       return;
     }
     log(r.status, { route, decision, bytesIn, bytesOut: r.bytesOut, path });
-  });
+  };
+  dispatchUpstream(new Http1Sink(res, req, declared), adm, { method, body, grpc: false, grpcTimeout: 0 }, guarded(conn, sock, 'http1 upstream response', onDone));
 }
 
 export type { ConnState, ListenerRuntime };

@@ -1,13 +1,16 @@
-// The protocol-independent decision for one HTTP request: header scrubbing, Host checks,
-// path normalization, SNI/Host agreement (421), route match, per-route client auth,
-// authorization, declared body size, and the header list sent upstream. The HTTP/1.1,
-// HTTP/2 and WebSocket paths all call admitRequest, so identity headers, scrubbing and
-// authorization are identical on every protocol by construction, not by copying.
+// The protocol-independent decision for one HTTP request: header count, header
+// scrubbing, method, Host checks, path normalization, SNI/Host agreement (421), route
+// match, per-route client auth, authorization, declared body size, and the header list
+// sent upstream. The HTTP/1.1, HTTP/2 and WebSocket paths all call admitRequest, so
+// normalization, identity headers, scrubbing and authorization are identical on every
+// protocol by construction, not by copying (docs/request-normalization.md).
 import { randomUUID } from 'node:crypto';
 import { connRules, type ConnState, type RouteRuntime } from '../../runtime/types.js';
 import { filterRequestHeaders } from '../request-headers.js';
 import { renderIdentityHead } from '../identity-headers.js';
 import { normalizePath } from '../../routing/path.js';
+import { hostProblem } from '../../routing/host.js';
+import { methodProblem } from '../../routing/method.js';
 import { hostWithoutPort, matchRoute } from '../../routing/route-table.js';
 import { authorize, type Decision } from '../../policy/authorize.js';
 import { selectEntry } from '../../tls/listener-tls.js';
@@ -19,10 +22,20 @@ export interface RequestInput {
   method: string;
   /** request-target as sent: origin form, `*`, or absolute form (HTTP/1.1) */
   target: string;
-  /** [name, value, ...] as received; for HTTP/2 without pseudo-headers, :authority as host */
+  /**
+   * [name, value, ...] as received; for HTTP/2 without pseudo-headers, :authority as host
+   * and cookie crumbs joined into one field. Its length is what limits.max_headers
+   * counts, so the front end must pass every field (never a truncated list).
+   */
   rawHeaders: readonly string[];
   /** declared Content-Length, if any */
   contentLength: number | undefined;
+  /**
+   * HTTP/1.0 only: a request without Host is served (RFC 1945 has none). Any later
+   * version must name its authority (RFC 9112 §3.2, RFC 9113 §8.3.1), else 400: without
+   * one, no host-scoped route could match and the request would fall to a catch-all.
+   */
+  hostOptional?: boolean;
 }
 
 export type LogDecision = { allowed: boolean; rule?: string | undefined; reason?: string | undefined };
@@ -70,19 +83,32 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
   const l = conn.listener;
   const f = filterRequestHeaders(input.rawHeaders);
   const requestId = f.requestId ?? randomUUID();
+  const maxHeaders = l.cfg.limits.max_headers;
+  if (input.rawHeaders.length > 2 * maxHeaders) {
+    return refusal(requestId, 'headers_too_large', `the request has ${input.rawHeaders.length / 2} header fields, more than ${maxHeaders}; send fewer or raise limits.max_headers`);
+  }
   if (f.duplicateHost) return refusal(requestId, 'bad_request', 'the request has more than one Host header; send exactly one');
+  // before routing: `delete` must not miss a DELETE route and land on a catch-all
+  const badMethod = methodProblem(method);
+  if (badMethod) return refusal(requestId, 'bad_request', badMethod);
 
   let rawTarget = input.target;
-  let host = f.host ?? '';
+  let host = f.host;
   if (rawTarget.startsWith('http://') || rawTarget.startsWith('https://')) {
     // absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host
     const abs = absoluteTarget(rawTarget);
-    if (!abs) return refusal(requestId, 'bad_request', 'the request target is not a valid absolute URI; send an origin-form path like /path');
     rawTarget = abs.path;
     host = abs.host;
+    const p = hostProblem(host);
+    if (p) return refusal(requestId, 'bad_request', `the authority of the absolute request target is not valid: ${p}; send host[:port], e.g. api.example.com:8443`);
     replaceHost(f.headers, host);
-  }
-  const target = normalizePath(rawTarget);
+  } else if (host !== undefined) {
+    // a Host that is not one host name would miss host-scoped routes and fall through
+    const p = hostProblem(host);
+    if (p) return refusal(requestId, 'bad_request', `${p}; send host[:port], e.g. Host: api.example.com:8443`);
+  } else if (input.hostOptional) host = '';
+  else return refusal(requestId, 'bad_request', 'the request names no authority (no Host header, no :authority); send the server\'s name, e.g. Host: api.example.com');
+  const target = normalizePath(rawTarget, l.cfg.merge_slashes);
   if (!target.ok) return refusal(requestId, 'bad_request', `the request path is not acceptable (${target.reason}); send a normalized path`);
   const bareHost = hostWithoutPort(host);
   const tlsRt = l.tls;
@@ -143,16 +169,23 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
   };
 }
 
-function absoluteTarget(t: string): { host: string; path: string } | undefined {
-  try {
-    const u = new URL(t);
-    if (!u.host || u.username || u.password) return undefined;
-    // keep the path exactly as sent (URL() would already normalize dot segments)
-    const afterAuthority = t.indexOf('/', t.indexOf('//') + 2);
-    return { host: u.host, path: afterAuthority < 0 ? '/' : t.slice(afterAuthority) };
-  } catch {
-    return undefined;
+/**
+ * Splits `http(s)://authority/path?query` as written: the authority is checked by
+ * hostProblem like any Host (userinfo included), and the path is normalized by
+ * normalizePath. Not URL(): it would rewrite both first (IPv4 in hex or shortened
+ * forms, IDN, dot segments), so the route would be chosen on another spelling than the
+ * one that was sent.
+ */
+function absoluteTarget(t: string): { host: string; path: string } {
+  const start = t.indexOf('//') + 2;
+  let end = start;
+  while (end < t.length) {
+    const c = t.charCodeAt(end);
+    if (c === 0x2f || c === 0x3f || c === 0x23) break; // / ? #
+    end++;
   }
+  const rest = t.slice(end);
+  return { host: t.slice(start, end), path: rest === '' ? '/' : rest.charCodeAt(0) === 0x2f ? rest : `/${rest}` };
 }
 
 function replaceHost(headers: string[], host: string): void {

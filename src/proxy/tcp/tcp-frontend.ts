@@ -3,6 +3,7 @@
 // its SNI entry's), then joined byte for byte to a fresh upstream connection, optionally
 // after a PROXY v1/v2 header. Either side may half-close; the other direction keeps
 // flowing until its own end. One `connection` access-log line when both sides are closed.
+import { guard } from '../boundary.js';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Frontend } from '../frontend.js';
@@ -17,7 +18,7 @@ const NO_ROUTE = '-';
 
 export function tcpFrontend(rt: ListenerRuntime): Frontend {
   return {
-    accept: (sock, conn) => serve(rt, sock, conn),
+    accept: (sock, conn) => guard(conn, sock, 'tcp accept', () => serve(rt, sock, conn)),
     // A TCP connection has no request boundary to stop at, so it is never idle: a drain
     // leaves it running until the listener's drain deadline destroys it.
     closeIdle: () => undefined,
