@@ -218,6 +218,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
           ...(reloads.last ? { lastReload: { at: reloads.last.at, ok: reloads.last.ok, generation: reloads.last.generation, error: reloads.last.error } } : {}),
         }),
         ...(reloads.last ? { last_reload_trigger: reloads.last.trigger } : {}),
+        upstreams: upstreamStatus(config, probers.status()),
       }),
       reload: () => reload('admin'),
     },
@@ -281,6 +282,29 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
 
 
   return { telemetry, admin, stopped };
+}
+
+/**
+ * /status `upstreams`: each endpoint with its health check state (healthy, unhealthy, or
+ * unchecked without a health_check) and last probe. Passive state (ejections, in flight)
+ * is per worker: see the portcullis_upstream_* metrics.
+ */
+function upstreamStatus(config: LoadedConfig, verdicts: ReturnType<HealthProbers['status']>) {
+  const byKey = new Map(verdicts.map((v) => [`${v.upstream}\0${v.endpoint}`, v]));
+  return Object.entries(config.upstreams).map(([name, up]) => ({
+    name,
+    balance: up.balance,
+    health_check: !!up.health_check,
+    endpoints: up.endpoints.map((ep) => {
+      const v = byKey.get(`${name}\0${ep}`);
+      const p = v?.last_probe;
+      return {
+        endpoint: ep,
+        state: !v ? 'unchecked' : v.healthy ? 'healthy' : 'unhealthy',
+        last_probe: p ? { at: new Date(p.at).toISOString(), ok: p.ok, ...(p.error ? { error: p.error } : {}) } : null,
+      };
+    }),
+  }));
 }
 
 function broadcast(m: ToWorker): void {

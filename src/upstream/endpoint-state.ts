@@ -74,5 +74,12 @@ export function applyProbe(upstream: string, endpoint: string, healthy: boolean,
   s.lastProbe = outcome;
   if (s.probeHealthy === healthy) return false;
   s.probeHealthy = healthy;
+  if (healthy) {
+    // it passes again after failing: a passive ejection from the outage ends too (Envoy's
+    // successful_active_health_check_uneject_host), or a restarted endpoint would sit out
+    // the rest of its ejection
+    s.ejectedUntil = 0;
+    s.consecutiveFailures = 0;
+  }
   return true;
 }

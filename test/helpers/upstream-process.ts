@@ -30,7 +30,7 @@ const handler = (req, res) => {
 };
 let server;
 if (kind === 'h2c') server = require('node:http2').createServer(handler);
-else if (kind === 'tcp') server = require('node:net').createServer((s) => { console.log('conn'); s.write(name + '\\n'); s.pipe(s); });
+else if (kind === 'tcp') server = require('node:net').createServer((s) => { console.log('conn'); s.on('error', () => {}); s.write(name + '\\n'); s.pipe(s); });
 else server = require('node:http').createServer({ keepAliveTimeout: 60000 }, handler);
 server.listen(port, '127.0.0.1', () => console.log('listening'));
 `;
