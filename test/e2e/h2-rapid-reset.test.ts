@@ -2,11 +2,13 @@
 // HEADERS then RST_STREAM in a loop, as fast as they can. The worker must not exit, must
 // not open unbounded upstream connections, must keep serving a normal client during the
 // flood, and must leak no upstream connection afterwards; each flooding connection is
-// closed with GOAWAY ENHANCE_YOUR_CALM. Functional, not timed: the CPU cost is measured
-// by bench/rapid-reset.ts.
+// closed with GOAWAY ENHANCE_YOUR_CALM. A stream reset after its request has reached the
+// upstream gives its connection slot back at once. Functional, not timed: the CPU cost is
+// measured by bench/rapid-reset.ts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
+import type http from 'node:http';
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,11 +26,17 @@ let dir: string;
 let cli: RunningCli;
 let up: EchoUpstream;
 const sockets = { accepted: 0, open: 0, peak: 0 };
+/** requests to /slow that the upstream holds; each is answered when the next one arrives or the test ends */
+const slow: http.ServerResponse[] = [];
 
 before(async () => {
   dir = tempDir();
   pki = await makeTestPki(`${dir}/pki`);
-  up = await startEchoUpstream();
+  up = await startEchoUpstream((req, res) => {
+    if (req.url !== '/slow') return false;
+    slow.push(res);
+    return true;
+  });
   up.server.on('connection', (s: net.Socket) => {
     sockets.accepted++;
     sockets.open++;
@@ -37,9 +45,13 @@ before(async () => {
   });
   cli = await startCli(
     {
-      listeners: [tlsListener(pki)],
       // idle upstream sockets close after 1 s, so a leak shows as sockets that stay open
-      upstreams: { app: { endpoints: [up.url], timeouts: { idle: '1s' }, limits: { max_connections: MAX_CONNECTIONS } } },
+      listeners: [tlsListener(pki, { routes: [{ match: { path: '/slow' }, upstream: 'one' }, { upstream: 'app' }] })],
+      upstreams: {
+        app: { endpoints: [up.url], timeouts: { idle: '1s' }, limits: { max_connections: MAX_CONNECTIONS } },
+        // one connection, one waiter, who waits at most 3 s
+        one: { endpoints: [up.url], timeouts: { connect: '3s', idle: '1s' }, limits: { max_connections: 1, max_pending: 1 } },
+      },
     },
     { dir },
   );
@@ -95,15 +107,22 @@ test('a rapid-reset flood on several connections: each is closed with ENHANCE_YO
   const sent = await Promise.all(floods);
   assert.equal(await during, 200, 'a normal request is served during the flood');
 
+  let ours = 0;
   for (const [i, raw] of raws.entries()) {
     await Promise.race([raw.closed, sleep(5_000)]);
     assert.ok(raw.sock.destroyed, `flood connection ${i} was closed by the server (it sent ${sent[i]} pairs)`);
     const goaway = raw.goaway();
-    assert.equal(goaway?.code, CODE.ENHANCE_YOUR_CALM, `flood connection ${i} got GOAWAY ENHANCE_YOUR_CALM`);
+    // ENHANCE_YOUR_CALM: portcullis' premature-reset rule. INTERNAL_ERROR: nghttp2's own
+    // reset limits, which on Node 22 and 24 (nghttp2 1.64+, which also counts the resets it
+    // sends) may trip first; Node then closes the connection too.
+    assert.ok(goaway && (goaway.code === CODE.ENHANCE_YOUR_CALM || goaway.code === CODE.INTERNAL_ERROR), `flood connection ${i} got GOAWAY ${goaway?.code}`);
+    if (goaway.code === CODE.ENHANCE_YOUR_CALM) ours++;
     // the last stream the server processed: it stopped long before the end of the flood
-    assert.ok(goaway!.lastStreamId < 2 * PAIRS - 1, `flood connection ${i} was cut off (last stream ${goaway!.lastStreamId})`);
+    assert.ok(goaway.lastStreamId < 2 * PAIRS - 1, `flood connection ${i} was cut off (last stream ${goaway.lastStreamId})`);
   }
-  assert.match(cli.stderr(), /"event":"h2_rapid_reset"/);
+  if (ours > 0) assert.match(cli.stderr(), /"event":"h2_rapid_reset"/);
+  // Node 20's nghttp2 has only the RST_STREAM token bucket (1,000): the cut-off at 500 is ours
+  if (process.versions.node.startsWith('20.')) assert.equal(ours, CONNECTIONS);
   assert.ok(sockets.peak <= MAX_CONNECTIONS, `the upstream saw ${sockets.peak} sockets at once`);
 
   // the worker survived and still serves, and the upstream sockets the flood caused are
@@ -115,4 +134,39 @@ test('a rapid-reset flood on several connections: each is closed with ENHANCE_YO
   assert.equal(sockets.open, 0, 'no upstream socket left open');
   assert.equal(cli.proc.exitCode, null);
   assert.doesNotMatch(cli.stderr(), /worker_exited/);
+});
+
+test('a stream reset after its request reached the upstream gives its connection slot back at once', async () => {
+  const s = http2.connect(`https://localhost:${cli.port}`, tlsOpts());
+  s.on('error', () => undefined);
+  try {
+    // the only connection of upstream "one" carries a request the upstream holds
+    const first = s.request({ ':path': '/slow' });
+    first.on('error', () => undefined);
+    const deadline = Date.now() + 5_000;
+    while (slow.length === 0 && Date.now() < deadline) await sleep(20);
+    assert.equal(slow.length, 1, 'the held request reached the upstream');
+    // the client resets it: the next request must get the slot now, not after the upstream answers
+    const t0 = Date.now();
+    first.close(http2.constants.NGHTTP2_CANCEL);
+    const second = await new Promise<number>((resolve, reject) => {
+      const r = s.request({ ':path': '/slow' });
+      let status = 0;
+      r.on('response', (h) => (status = Number(h[':status'])));
+      r.resume();
+      r.on('end', () => resolve(status));
+      r.on('error', reject);
+      // answer it as soon as it arrives
+      const answer = setInterval(() => {
+        if (slow.length < 2) return;
+        clearInterval(answer);
+        slow[1]!.end('ok');
+      }, 10);
+    });
+    assert.equal(second, 200);
+    assert.ok(Date.now() - t0 < 2_500, `the second request waited ${Date.now() - t0} ms, not the 3 s wait limit`);
+  } finally {
+    for (const r of slow) if (!r.writableEnded) r.end();
+    s.close();
+  }
 });

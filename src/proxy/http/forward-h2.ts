@@ -8,7 +8,7 @@ import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:
 import { Readable } from 'node:stream';
 import type { Endpoint } from '../../upstream/pool.js';
 import type { H2StreamRequest } from '../../upstream/h2-session-pool.js';
-import { classifyUpstreamError, failureOf, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
+import { classifyUpstreamError, failureOf, upstreamCause, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -93,7 +93,7 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
     if (stream && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     pending?.cancel();
     const failure = sink.closed ? 'other' : failureOf(root, !sessionUp && root.code !== 'PCL_UPSTREAM_TIMEOUT' && root.code !== 'PCL_UPSTREAM_OVERLOADED');
-    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: root.code ?? root.message }, failure });
+    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: upstreamCause(root) }, failure });
   };
   // the client went away (a reset stream, a closed connection): stop the upstream stream,
   // or leave the queue for a connection, at once

@@ -70,7 +70,15 @@ export interface ForwardRequest {
   bodyTimeout: number;
 }
 
-/** Classifies an upstream failure into SPEC §5's 502 / 504. */
+/**
+ * The access log's `error` for an upstream failure: the errno or internal code, or for
+ * upstream_overloaded the limit that was reached (max_connections, max_pending).
+ */
+export function upstreamCause(err: Error & { code?: string; limit?: string }): string {
+  return err.limit ?? err.code ?? err.message;
+}
+
+/** Classifies an upstream failure into SPEC §5's 502 / 503 / 504. */
 export function classifyUpstreamError(err: Error & { code?: string }, upstream: string, endpoint: string): { code: HttpErrorCode; message: string } {
   const code = err.code ?? '';
   if (code === 'PCL_BODY_TOO_LARGE') {
@@ -141,7 +149,7 @@ class Forwarding implements H1Handler {
     const e = classifyUpstreamError(err, this.upstreamName, this.endpointLabel);
     // the client going away is nobody's failure
     const failure = this.sink.closed ? 'other' : failureOf(err, isConnectFailure(err));
-    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: err.code ?? err.message }, failure });
+    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: upstreamCause(err) }, failure });
   }
 }
 

@@ -42,7 +42,10 @@ interface SessionState {
   conn: ConnState;
   streams: number;
   premature: number;
+  /** sent GOAWAY for rapid reset; closing */
+  cutOff: boolean;
 }
+
 
 /** Marks streams portcullis itself reset: they are not the client's premature resets. */
 const kResetByUs = Symbol('portcullis.resetByUs');
@@ -164,7 +167,6 @@ function headerListSize(raw: readonly string[]): number {
 
 export function h2Frontend(rt: ListenerRuntime): Frontend {
   const maxHeader = rt.cfg.limits.max_header_bytes;
-  const maxStreams = rt.cfg.limits.max_concurrent_streams;
   const server = http2.createServer({
     // nghttp2 resets streams past its own limit; below it we answer 431 ourselves
     // It counts pseudo-headers and cookie crumbs, which limits.max_headers does not
@@ -173,14 +175,16 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
     // client keeps opening streams Node must refuse, or keeps sending invalid frames, ends
     maxSessionRejectedStreams: 100,
     maxSessionInvalidFrames: 1000,
-    // nghttp2's RST_STREAM token bucket (CVE-2023-44487), at nghttp2's own defaults: Node 22
-    // and 24 take the options, Node 20's nghttp2 applies the same numbers by itself
+    // nghttp2's RST_STREAM token bucket (CVE-2023-44487), at nghttp2's own defaults: Node
+    // 22.11+ and 24 take the options; on Node 20 nghttp2 applies the same numbers by itself
     ...({ streamResetBurst: 1000, streamResetRate: 33 } as object),
     settings: {
       enableConnectProtocol: true,
       maxHeaderListSize: Math.max(2 * maxHeader, 65_535),
-      // advertised and enforced by nghttp2: streams past it get RST_STREAM REFUSED_STREAM
-      maxConcurrentStreams: maxStreams,
+      // advertised and enforced by nghttp2: streams past it get RST_STREAM REFUSED_STREAM.
+      // (A front end is made per configuration generation: a reload's new value applies to
+      // new connections.)
+      maxConcurrentStreams: rt.cfg.limits.max_concurrent_streams,
     },
   });
   const sessions = new Set<ServerHttp2Session>();
@@ -188,11 +192,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   let accepting: ConnState | undefined;
   server.on('session', (session: ServerHttp2Session) => {
     const conn = accepting!;
-    states.set(session, { conn, streams: 0, premature: 0 });
-    // the server's SETTINGS come from the configuration it was created with; a reload may
-    // have changed the limit since
-    const wanted = conn.listener.cfg.limits.max_concurrent_streams;
-    if (wanted !== maxStreams) session.settings({ maxConcurrentStreams: wanted });
+    states.set(session, { conn, streams: 0, premature: 0, cutOff: false });
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     // idle: GOAWAY, streams in flight still finish
@@ -212,7 +212,14 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
     }
     st.streams++;
     watchPrematureReset(stream, session, st);
-    guard(st.conn, session, 'h2 stream', () => onStream(stream, st.conn, headers, flags, rawHeaders));
+    // Served on the next turn of the event loop, once the rest of what was read with it
+    // has been processed: a stream its client reset in the same read (rapid reset) then
+    // costs no admission and no upstream request. Data frames meanwhile wait in the stream.
+    const start = performance.now();
+    setImmediate(() => {
+      if (stream.destroyed) return logClientReset(st.conn, start, headers);
+      guard(st.conn, session, 'h2 stream', () => onStream(stream, st.conn, headers, flags, rawHeaders, start));
+    });
   });
   return {
     accept(sock, conn) {
@@ -247,21 +254,32 @@ function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Sess
     if (stream.rstCode === NGHTTP2_NO_ERROR && stream.headersSent) return;
     if (performance.now() - opened > PREMATURE_RESET_LIFETIME_MS) return;
     st.premature++;
-    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || session.destroyed) return;
+    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || st.cutOff || session.destroyed) return;
+    st.cutOff = true;
     const l = st.conn.listener;
     l.telemetry.log.warn(
       { event: 'h2_rapid_reset', listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
       `closed an HTTP/2 connection from ${st.conn.remoteAddress}: it reset ${st.premature} of its ${st.streams} streams right after opening them (rapid reset)`,
     );
-    // GOAWAY with ENHANCE_YOUR_CALM, then the socket closes: the streams on it end too.
+    // GOAWAY with ENHANCE_YOUR_CALM: nghttp2 opens no stream after it. The session is
+    // destroyed on the next turn: destroyed now, inside the processing of what was read, it
+    // would close the socket before the GOAWAY has been written.
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
     // (With an error: destroy(undefined, code) sends NO_ERROR, as undefined takes the error
     // parameter's default, which is a code. The error goes to 'sessionError'.)
-    session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM);
+    setImmediate(() => session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM));
   });
 }
 
-function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
-  const start = performance.now();
+/** nginx's 499: the client closed the request (reset its stream) before it was served. */
+const CLIENT_CLOSED = 499;
+
+function logClientReset(conn: ConnState, start: number, headers: IncomingHttpHeaders): void {
+  const path = headers[':path'];
+  logRequest(conn, start, randomUUID(), String(headers[':method'] ?? 'GET'), path === undefined ? '' : String(path), CLIENT_CLOSED, { error: 'client_reset' });
+}
+
+function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[], start: number): void {
   const l = conn.listener;
   const method = String(headers[':method'] ?? 'GET');
   const rawPath = headers[':path'];
