@@ -17,6 +17,7 @@ export const ErrorCodes = {
   CRL_PARSE: 'PCL_ERR_CRL_PARSE',
   LISTEN_FAILED: 'PCL_ERR_LISTEN_FAILED',
   RUNTIME_UNSUPPORTED: 'PCL_ERR_RUNTIME_UNSUPPORTED',
+  TICKET_KEY_INVALID: 'PCL_ERR_TICKET_KEY_INVALID',
   // PKI toolkit (ca / cert / crl / doctor)
   CA_DIR_INVALID: 'PCL_ERR_CA_DIR_INVALID',
   CA_EXISTS: 'PCL_ERR_CA_EXISTS',
@@ -88,3 +89,26 @@ export type HttpErrorCode = keyof typeof HttpErrors;
 export function httpErrorBody(error: HttpErrorCode, message: string, requestId: string): string {
   return JSON.stringify({ error, message, request_id: requestId });
 }
+
+// ---------------------------------------------------------------------------------------
+// Warnings: what `portcullis check` reports about a config that works but will hurt
+// (exit 0; `check --strict` makes them errors). Stable like the error codes above.
+
+export const WarningCodes = {
+  /** a served certificate's issuer is neither in its file nor a root portcullis knows */
+  CHAIN_INCOMPLETE: 'PCL_WARN_CHAIN_INCOMPLETE',
+  /** a trusted client CA has no CRL while CRLs are checked: its clients are refused */
+  CRL_LOCKOUT: 'PCL_WARN_CRL_LOCKOUT',
+  /** a CRL is past its nextUpdate */
+  CRL_EXPIRED: 'PCL_WARN_CRL_EXPIRED',
+  /** a certificate expires within 30 days, has expired, or is not valid yet */
+  CERT_EXPIRING: 'PCL_WARN_CERT_EXPIRING',
+  /** a private key file is readable by its group or by others */
+  KEY_PERMISSIONS: 'PCL_WARN_KEY_PERMISSIONS',
+  /** client_auth: optional, but nothing requires a certificate */
+  CLIENT_AUTH_UNENFORCED: 'PCL_WARN_CLIENT_AUTH_UNENFORCED',
+  /** a key the schema accepts but the proxy does not act on yet */
+  NOT_IMPLEMENTED: 'PCL_WARN_NOT_IMPLEMENTED',
+} as const;
+
+export type WarningCode = (typeof WarningCodes)[keyof typeof WarningCodes];

@@ -30,6 +30,20 @@ function fakeProvider(over: Partial<AdminProvider> = {}) {
   return { provider, state };
 }
 
+test('GET /readyz says shutting_down (503) once a shutdown signal came, while /healthz stays 200', async (t) => {
+  let shuttingDown = false;
+  const { provider, state } = fakeProvider({ shuttingDown: () => shuttingDown });
+  state.ready = true;
+  provider.ready = () => state.ready && !shuttingDown;
+  const { url } = await admin(t, provider);
+  assert.equal((await fetch(url('/readyz'))).status, 200);
+  shuttingDown = true;
+  const res = await fetch(url('/readyz'));
+  assert.equal(res.status, 503);
+  assert.deepEqual(await res.json(), { status: 'shutting_down' });
+  assert.equal((await fetch(url('/healthz'))).status, 200);
+});
+
 /** A raw request, for headers fetch will not let us set (Host, Origin on GET). */
 function raw(port: number, opts: http.RequestOptions): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

@@ -15,8 +15,10 @@ export interface ReloadResponse {
 }
 
 export interface AdminProvider {
-  /** listeners bound and config loaded */
+  /** listeners bound and config loaded, and not shutting down */
   ready(): boolean;
+  /** a shutdown signal came (readiness stays 503 while shutdown.delay and the drain run) */
+  shuttingDown?(): boolean;
   /** Prometheus text (e.g. collectClusterMetrics) */
   metrics(): Promise<string>;
   /** the /status document (e.g. buildStatus) */
@@ -80,7 +82,10 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     '/healthz': { method: 'GET', handle: (_q, res) => send(res, 200, { status: 'ok' }) },
     '/readyz': {
       method: 'GET',
-      handle: (_q, res) => (provider.ready() ? send(res, 200, { status: 'ready' }) : send(res, 503, { status: 'not_ready' })),
+      handle: (_q, res) => {
+        if (provider.ready()) send(res, 200, { status: 'ready' });
+        else send(res, 503, { status: provider.shuttingDown?.() ? 'shutting_down' : 'not_ready' });
+      },
     },
     '/metrics': {
       method: 'GET',

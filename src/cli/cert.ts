@@ -11,6 +11,10 @@ import { caPaths, findIssued, updateCaDir, type CaDir, type IssuerRole, type Rev
 import { readCerts, readFileFor } from '../pki/pem.js';
 import { renderSummary, summarize } from '../pki/inspect.js';
 import { explainVerify } from '../pki/verify.js';
+import { reconcile } from '../pki/verdict.js';
+import { engineVerdict, type EngineTrust } from '../tls/verify-engine.js';
+import { loadConfig } from '../config/load.js';
+import { trustFor } from '../config/schema.js';
 import { parseCrls, parseRevocationReason, REVOCATION_REASONS, type CrlInfo } from '../pki/crl.js';
 import { buildCrlFiles } from './crl.js';
 import { parseDays } from './ca.js';
@@ -119,17 +123,25 @@ function inspectAction(file: string, f: { json: boolean }): void {
 }
 
 interface VerifyFlags {
-  ca: string[];
+  ca?: string[];
   crl?: string[];
+  crlMode?: string;
   chain?: string;
-  verifyDepth: string;
+  verifyDepth?: string;
+  strictRfc5280?: boolean;
+  config?: string;
+  listener?: string;
+  serverName?: string;
   server: boolean;
   json: boolean;
 }
 
-/** `--ca` takes CA files, or a CA folder made by `ca init` (its root is trusted, its intermediate known). */
-function loadTrust(specs: string[]): { cas: X509Certificate[]; known: X509Certificate[] } {
-  const cas: X509Certificate[] = [];
+/**
+ * `--ca` takes CA files, or a CA folder made by `ca init` (its root is trusted, its
+ * intermediate known: named when missing, never trusted).
+ */
+function loadTrust(specs: string[]): { files: string[]; cas: X509Certificate[]; known: X509Certificate[] } {
+  const files: string[] = [];
   const known: X509Certificate[] = [];
   for (const spec of specs) {
     if (existsSync(spec) && statSync(spec).isDirectory()) {
@@ -137,40 +149,110 @@ function loadTrust(specs: string[]): { cas: X509Certificate[]; known: X509Certif
       if (!existsSync(p.rootCert)) {
         throw new PortcullisError(ErrorCodes.CA_DIR_INVALID, `${spec} is a folder without ${basename(p.rootCert)}; pass a CA file or a folder made by portcullis ca init`, { path: spec });
       }
-      cas.push(...readCerts(p.rootCert, 'CA file'));
+      files.push(resolve(p.rootCert));
       if (existsSync(p.intermediateCert)) known.push(...readCerts(p.intermediateCert, 'intermediate CA file'));
     } else {
-      cas.push(...readCerts(spec, 'CA file'));
+      readCerts(spec, 'CA file');
+      files.push(resolve(spec));
     }
   }
-  return { cas, known };
+  return { files, cas: files.flatMap((f) => readCerts(f, 'CA file')), known };
 }
 
-function verifyAction(file: string, f: VerifyFlags): void {
-  const depth = Number(f.verifyDepth);
-  if (!/^\d+$/.test(f.verifyDepth) || depth > 100) throw usage(`--verify-depth must be a whole number from 0 to 100, got "${f.verifyDepth}"`);
-  const [leaf, ...rest] = readCerts(file);
-  const presented = [...rest, ...(f.chain ? readCerts(f.chain, 'chain file') : [])];
-  const { cas, known } = loadTrust(f.ca);
-  const crls: CrlInfo[] = (f.crl ?? []).flatMap((p) => parseCrls(readFileFor(p, 'CRL file'), p));
-  const now = new Date();
-  const r = explainVerify(leaf!, { cas, intermediates: presented, knownIntermediates: known, crls, now, verifyDepth: depth, purpose: f.server ? 'server' : 'client' });
+/** The trust of a listener (or its SNI entry) in a config file: what `run` would verify with. */
+async function trustFromConfig(f: VerifyFlags): Promise<EngineTrust> {
+  const config = await loadConfig(f.config!);
+  const withTls = config.listeners.filter((l) => l.tls);
+  const l = f.listener ? config.listeners.find((x) => x.name === f.listener) : withTls[0];
+  if (!l || !l.tls) {
+    throw usage(f.listener ? `${f.config} has no TLS listener named "${f.listener}" (listeners: ${withTls.map((x) => x.name).join(', ') || 'none'})` : `${f.config} has no TLS listener`);
+  }
+  const name = f.serverName?.toLowerCase();
+  const entry = name ? l.tls.certificates.find((e) => e.server_names.some((n) => n.toLowerCase() === name || (n.startsWith('*.') && name.endsWith(n.slice(1)) && !name.slice(0, -n.length + 1).includes('.')))) : undefined;
+  const t = trustFor(l.tls, entry);
+  if (t.client_auth === 'none') throw usage(`listener "${l.name}"${entry ? ` (server name ${name})` : ''} does not ask for client certificates (client_auth: none)`);
+  return { client_ca: [...t.client_ca], verify_depth: t.verify_depth, crl: [...t.crl], crl_mode: t.crl_mode, ocsp: t.ocsp, pins: [...t.pins], cert_policy: t.cert_policy };
+}
+
+async function verifyAction(files: string[], f: VerifyFlags): Promise<void> {
+  if (!f.config && !f.ca?.length) throw usage('pass --ca <file> (the trusted client CAs), or -c <config> to verify with a listener\'s trust');
+  if (f.config && (f.ca?.length || f.crl?.length || f.crlMode || f.verifyDepth || f.strictRfc5280)) throw usage('-c takes every trust setting from the listener; do not combine it with --ca, --crl, --crl-mode, --verify-depth or --strict-rfc5280');
+  if (f.crlMode && !['chain', 'leaf'].includes(f.crlMode)) throw usage(`--crl-mode must be chain or leaf, got "${f.crlMode}"`);
+  if (f.chain && files.length > 1) throw usage('--chain goes with one certificate; with several, put each chain (leaf, then intermediates) in its file');
+  const depthText = f.verifyDepth ?? '3';
+  const depth = Number(depthText);
+  if (!/^\d+$/.test(depthText) || depth > 16) throw usage(`--verify-depth must be a whole number from 0 to 16 (as tls.verify_depth), got "${depthText}"`);
+
+  let trust: EngineTrust;
+  let known: X509Certificate[] = [];
+  if (f.config) trust = await trustFromConfig(f);
+  else {
+    const t = loadTrust(f.ca!);
+    known = t.known;
+    trust = { client_ca: t.files, verify_depth: depth, crl: (f.crl ?? []).map((p) => resolve(p)), crl_mode: (f.crlMode ?? 'chain') as 'chain' | 'leaf', cert_policy: { ...DEFAULT_POLICY, strict_rfc5280: !!f.strictRfc5280 } };
+  }
+  const cas = trust.client_ca.flatMap((p) => readCerts(p, 'CA file'));
+  const crls: CrlInfo[] = (trust.crl ?? []).flatMap((p) => parseCrls(readFileFor(p, 'CRL file'), p));
+  const policy = { ...DEFAULT_POLICY, ...trust.cert_policy };
   const role = f.server ? 'server' : 'client';
-  if (f.json) {
-    process.stdout.write(
-      JSON.stringify({ file, accepted: r.accepted, purpose: role, checkedAt: now.toISOString(), chain: r.chain.map((c) => summarize(c, now).subject), reasons: r.reasons }, null, 2) + '\n',
-    );
-  } else if (r.accepted) {
-    process.stdout.write(`accepted: ${summarize(leaf!, now).subject} would be accepted as a ${role} certificate\n`);
-    process.stdout.write(`  chain: ${r.chain.map((c) => summarize(c, now).subject).join('  ->  ')}\n`);
-  } else {
-    process.stdout.write(`refused: ${summarize(leaf!, now).subject} would be refused as a ${role} certificate (${r.reasons.length} reason${r.reasons.length === 1 ? '' : 's'})\n`);
-    for (const reason of r.reasons) {
-      process.stdout.write(`  - [${reason.code}] ${reason.message}\n      fix: ${reason.fix}\n`);
+  const json: unknown[] = [];
+  let refused = 0;
+  for (const file of files) {
+    const [leaf, ...rest] = readCerts(file);
+    // a chain file usually starts with the leaf again (cert issue writes leaf + intermediates)
+    const presented = [...rest, ...(f.chain ? readCerts(f.chain, 'chain file') : [])].filter((c, i, all) => c.fingerprint256 !== leaf!.fingerprint256 && all.findIndex((x) => x.fingerprint256 === c.fingerprint256) === i);
+    const now = new Date();
+    const explained = explainVerify(leaf!, {
+      cas,
+      intermediates: presented,
+      knownIntermediates: known,
+      crls,
+      now,
+      verifyDepth: trust.verify_depth ?? 3,
+      purpose: role,
+      crlMode: trust.crl_mode ?? 'chain',
+      strict: policy.strict_rfc5280,
+      policy,
+    });
+    // The verdict: a listener's engine for client certificates; the explainer alone for
+    // --server (no listener verifies servers)
+    const engine = f.server ? undefined : await engineVerdict([leaf!, ...presented], trust);
+    const v = reconcile(explained, engine);
+    if (!v.accepted) refused++;
+    const out = process.stdout;
+    if (f.json) {
+      json.push({
+        file,
+        accepted: v.accepted,
+        purpose: role,
+        checkedAt: now.toISOString(),
+        ...(engine ? { result: engine.result, engine: { result: engine.result, message: engine.message ?? null, handshakeError: engine.handshakeError ?? null }, explainerAgrees: v.agrees } : {}),
+        chain: explained.chain.map((c) => summarize(c, now).subject),
+        reasons: v.reasons,
+        warnings: v.warnings,
+      });
+    } else {
+      const who = `${files.length > 1 ? `${file}: ` : ''}${summarize(leaf!, now).subject}`;
+      if (v.accepted) {
+        out.write(`accepted: ${who} would be accepted as a ${role} certificate\n`);
+        out.write(`  chain: ${explained.chain.map((c) => summarize(c, now).subject).join('  ->  ')}\n`);
+      } else {
+        out.write(`refused: ${who} would be refused as a ${role} certificate (${v.reasons.length} reason${v.reasons.length === 1 ? '' : 's'})\n`);
+        if (engine) out.write(`  the listener's verdict: FAILED:${engine.result}\n`);
+        for (const reason of v.reasons) out.write(`  - [${reason.code}] ${reason.message}\n      fix: ${reason.fix}\n`);
+      }
+      for (const w of v.warnings) out.write(`  warning: ${w}\n`);
+    }
+    if (engine && !v.agrees) {
+      process.stderr.write(`portcullis: note: for ${file}, the explanation (${explained.reasons.map((r) => r.code).join(', ') || 'no reason'}) differs from the listener's verdict (${engine.result}); the verdict shown is the listener's. Please report this with the certificate.\n`);
     }
   }
-  if (!r.accepted) process.exitCode = 1;
+  // one file: one object (as before); several: an array in argument order
+  if (f.json) process.stdout.write(JSON.stringify(files.length === 1 ? json[0] : json, null, 2) + '\n');
+  if (refused > 0) process.exitCode = 1;
 }
+
+const DEFAULT_POLICY = { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'] as ('rsa' | 'ec' | 'ed25519')[], max_validity: 0, strict_rfc5280: false };
 
 /** The serial to revoke, from a certificate file or a hex serial (colons allowed). */
 function serialFrom(arg: string, ca: CaDir): { serial: string; issuer: IssuerRole } {
@@ -261,13 +343,18 @@ export function register(program: Command): void {
 
   cert
     .command('verify')
-    .description('say whether a certificate would be accepted, and why not (exit 0 accepted, 1 refused)')
-    .argument('<cert>', 'certificate file (PEM; may hold the chain after the leaf)')
-    .requiredOption('--ca <file>', 'trusted CA file, or a CA folder (repeatable)', collect)
+    .description("say whether client certificates would be accepted, and why not, with the listener's own verification (exit 0 all accepted, 1 any refused)")
+    .argument('<cert...>', 'certificate file(s) (PEM; each may hold its chain after the leaf)')
+    .option('--ca <file>', 'trusted CA file, or a CA folder (repeatable)', collect)
     .option('--crl <file>', 'CRL file, PEM or DER (repeatable)', collect)
+    .option('--crl-mode <mode>', 'chain (every CA of the chain needs a CRL) or leaf, as tls.crl_mode (default chain)')
     .option('--chain <file>', 'intermediates the peer presents along with the certificate')
-    .option('--verify-depth <n>', 'maximum intermediates between leaf and trusted CA', '3')
-    .option('--server', 'check as a server certificate instead of a client certificate', false)
+    .option('--verify-depth <n>', 'maximum intermediates between leaf and trusted CA (default 3)')
+    .option('--strict-rfc5280', 'also apply cert_policy.strict_rfc5280 (AKI/SKI, critical CA extensions)')
+    .option('-c, --config <file>', "take the trust (client_ca, crl, crl_mode, verify_depth, pins, cert_policy, ocsp) from a listener in this config")
+    .option('--listener <name>', 'with -c: the listener (default: the first TLS listener)')
+    .option('--server-name <name>', 'with -c: the SNI name whose certificate entry decides the trust')
+    .option('--server', 'check as a server certificate instead of a client certificate (explanation only)', false)
     .option('--json', 'machine-readable output', false)
     .action(verifyAction);
 

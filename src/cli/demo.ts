@@ -1,12 +1,15 @@
 // `portcullis demo`: a throwaway CA and certificates, an echo upstream, and the proxy in
 // front of it — then one verified request made for you and the curl commands to try.
-// Works offline; nothing to install beyond portcullis itself.
+// Works offline; nothing to install beyond portcullis itself. The temp folder holds
+// private keys, so it is removed however the demo ends (Ctrl-C, SIGTERM, SIGHUP, --exit,
+// an error); only a folder the user chose with --dir is kept.
 import type { Command } from 'commander';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import type { EventEmitter } from 'node:events';
+import pino from 'pino';
 import { createCA, issueCert } from '../pki/issue.js';
 import { startProxy, type RunningProxy } from '../runtime/proxy-process.js';
 import { startDemoUpstream } from './demo-upstream.js';
@@ -31,8 +34,55 @@ export function register(program: Command): void {
 
 async function runDemo(opts: DemoOptions): Promise<void> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'portcullis-demo-'));
+  const removeDir = () => {
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+  };
+  // the backstop for any way out of this process (an exception, process.exit): rmSync is
+  // synchronous, so it still runs in an 'exit' handler
+  process.once('exit', removeDir);
+  const stopping = stopSignals();
+  try {
+    await demo(opts, dir, stopping);
+  } finally {
+    stopping.dispose();
+    removeDir();
+  }
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Resolves on the first of SIGINT, SIGTERM or SIGHUP, from the moment the folder exists:
+ * a Ctrl-C while the CA is still being generated must clean up too. A second signal while
+ * the proxy drains exits at once (the 'exit' handler still removes the folder).
+ */
+function stopSignals(): { stopped: Promise<NodeJS.Signals>; dispose(): void } {
+  let fired = false;
+  let resolveStop!: (s: NodeJS.Signals) => void;
+  const stopped = new Promise<NodeJS.Signals>((r) => (resolveStop = r));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (fired) process.exit(130);
+    fired = true;
+    resolveStop(signal);
+  };
+  for (const s of SIGNALS) process.on(s, onSignal);
+  return { stopped, dispose: () => SIGNALS.forEach((s) => process.off(s, onSignal)) };
+}
+
+/** Rejects when a stop signal arrives first, so the demo's requests are abandoned. */
+function unlessStopped<T>(work: Promise<T>, stopping: { stopped: Promise<NodeJS.Signals> }): Promise<T> {
+  return Promise.race([work, stopping.stopped.then((s) => Promise.reject(new DemoStopped(s)))]);
+}
+
+class DemoStopped extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`);
+  }
+}
+
+async function demo(opts: DemoOptions, dir: string, stopping: { stopped: Promise<NodeJS.Signals> }): Promise<void> {
   const out = (s = '') => process.stdout.write(s + '\n');
-  out(`portcullis demo — files in ${dir}`);
+  out(`portcullis demo — files in ${dir}${opts.dir ? '' : ' (removed when the demo stops)'}`);
 
   const ca = await createCA({ name: 'portcullis demo CA', o: ['portcullis demo'] });
   const [server, allowed, denied] = await Promise.all([
@@ -52,6 +102,24 @@ async function runDemo(opts: DemoOptions): Promise<void> {
   for (const [name, data] of Object.entries(files)) writeFileSync(join(dir, name), data, { mode: name.endsWith('.key') ? 0o600 : 0o644 });
 
   const upstream = await startDemoUpstream();
+  try {
+    // not raced against the signal: start-up takes well under a second, and a proxy
+    // abandoned half-started would keep writing into the folder being removed
+    const proxy = await startDemoProxy(opts, dir, upstream.url, out);
+    try {
+      await serveDemo(opts, dir, proxy, files, out, stopping);
+    } catch (err) {
+      if (!(err instanceof DemoStopped)) throw err;
+      out(`\n${err.signal}: stopping`);
+    } finally {
+      await proxy.stop(2000);
+    }
+  } finally {
+    await upstream.close();
+  }
+}
+
+async function startDemoProxy(opts: DemoOptions, dir: string, upstreamUrl: string, out: (s?: string) => void): Promise<RunningProxy> {
   const configFor = (port: number) => `# portcullis demo config: edit it and run \`portcullis run -c ${join(dir, 'portcullis.yaml')}\`
 log:
   level: warn
@@ -71,11 +139,11 @@ listeners:
         upstream: echo
 upstreams:
   echo:
-    endpoints: [${upstream.url}]
+    endpoints: [${upstreamUrl}]
 `;
   const cfgPath = join(dir, 'portcullis.yaml');
-  let proxy: RunningProxy;
   writeFileSync(cfgPath, configFor(Number(opts.port)));
+  let proxy: RunningProxy;
   try {
     proxy = await startProxy(cfgPath);
   } catch (err) {
@@ -84,6 +152,32 @@ upstreams:
     writeFileSync(cfgPath, configFor(0));
     proxy = await startProxy(cfgPath);
   }
+  await accessLogOpen(proxy);
+  return proxy;
+}
+
+/**
+ * The access log file opens asynchronously; removing the folder before it has opened
+ * would make that open fail and crash the process, so wait for it (a few ms at most).
+ */
+async function accessLogOpen(proxy: RunningProxy): Promise<void> {
+  const access = proxy.telemetry.access as unknown as Record<symbol, unknown> | null;
+  const stream = access?.[pino.symbols.streamSym] as (EventEmitter & { fd?: number }) | undefined;
+  if (!stream || typeof stream.fd !== 'number' || stream.fd >= 0) return;
+  await new Promise<void>((resolve) => {
+    stream.once('ready', resolve);
+    stream.once('error', () => resolve());
+  });
+}
+
+async function serveDemo(
+  opts: DemoOptions,
+  dir: string,
+  proxy: RunningProxy,
+  files: Record<string, string>,
+  out: (s?: string) => void,
+  stopping: { stopped: Promise<NodeJS.Signals> },
+): Promise<void> {
   const port = proxy.addresses.get('demo')!.port;
   const url = `https://localhost:${port}/hello`;
   const c = (cert?: string) => `curl --cacert ${join(dir, 'ca.crt')}${cert ? ` --cert ${join(dir, cert + '.crt')} --key ${join(dir, cert + '.key')}` : ''} ${url}`;
@@ -98,11 +192,14 @@ upstreams:
   out('');
 
   const ca1 = readFileSync(join(dir, 'ca.crt'));
-  const results = [
-    await request(port, ca1, files['allowed.crt']!, files['allowed.key']!),
-    await request(port, ca1, files['denied.crt']!, files['denied.key']!),
-    await request(port, ca1),
-  ];
+  const results = await unlessStopped(
+    (async () => [
+      await request(port, ca1, files['allowed.crt']!, files['allowed.key']!),
+      await request(port, ca1, files['denied.crt']!, files['denied.key']!),
+      await request(port, ca1),
+    ])(),
+    stopping,
+  );
   out('Made these requests for you just now:');
   out(`1) allowed -> ${results[0]!.summary}`);
   if (results[0]!.body) out(results[0]!.body.replace(/^/gm, '   '));
@@ -113,22 +210,12 @@ upstreams:
   out(ok ? 'demo OK: a verified request went through, the others were refused.' : 'demo FAILED: the results above are not what the demo expects.');
 
   if (opts.exit) {
-    await proxy.stop(1000);
-    await upstream.close();
-    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     process.exitCode = ok ? 0 : 1;
     return;
   }
   out(`serving on ${url} (access log: ${join(dir, 'access.log')}); press Ctrl-C to stop`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      void proxy.stop(2000).then(() => upstream.close()).then(resolve, resolve);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  const signal = await stopping.stopped;
+  out(`\n${signal}: stopping${opts.dir ? `; the files stay in ${dir}` : `; removing ${dir}`}`);
 }
 
 function request(port: number, ca: Buffer, cert?: string, key?: string): Promise<{ status?: number; summary: string; body?: string }> {

@@ -9,8 +9,10 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { parseCerts, readFileFor } from '../pki/pem.js';
 import { explainVerify, notAfterOf, rfc4514, type VerifyReason } from '../pki/verify.js';
+import { clientChainFacts, type ClientChainFacts } from './doctor-chain.js';
 import { adviseAlert, adviseHttp, adviseSilentClose, alertFromError, type Advice, type ClientCertFacts, type HttpFacts } from '../pki/doctor-advice.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { adviseNoAnswer, adviseStatus, countInsteadOfNames, requiredWithout } from './doctor-verdict.js';
 
 interface Target {
   host: string;
@@ -146,7 +148,7 @@ function mark(ok: boolean | 'warn'): string {
   return ok === 'warn' ? 'warn' : ok ? ' ok ' : 'FAIL';
 }
 
-async function doctor(url: string, f: { cert?: string; key?: string; ca?: string; servername?: string; timeout: string; json: boolean }): Promise<void> {
+async function doctor(url: string, f: { cert?: string; key?: string; ca?: string; clientCa?: string[]; crl?: string[]; crlMode?: string; servername?: string; timeout: string; json: boolean }): Promise<void> {
   const t = parseTarget(url, f.servername);
   const timeoutMs = Number(f.timeout);
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new PortcullisError(ErrorCodes.USAGE, `--timeout must be milliseconds above 0, got "${f.timeout}"`, { exitCode: 2 });
@@ -157,6 +159,7 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
   let key: Buffer | undefined;
   let ours: X509Certificate[] = [];
   const client: ClientCertFacts = { sent: false };
+  let predicted: ClientChainFacts['engine'];
   if (f.cert && f.key) {
     cert = readFileFor(f.cert, 'client certificate');
     key = readFileFor(f.key, 'client key');
@@ -168,9 +171,18 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
       throw new PortcullisError(ErrorCodes.KEY_PARSE, `${f.key} is not a readable private key (${(err as Error).message})`, { path: f.key });
     }
     if (!ours[0]!.checkPrivateKey(pk)) throw new PortcullisError(ErrorCodes.KEY_MISMATCH, `${f.key} is not the key of ${f.cert}; pass the matching key`, { path: f.key });
+    try {
+      // OpenSSL's security level can refuse a chain outright (OpenSSL 3.5: "ca key too small")
+      tls.createSecureContext({ cert, key });
+    } catch (err) {
+      throw new PortcullisError(ErrorCodes.CERT_PARSE, `${f.cert} cannot be presented by this TLS library (${(err as Error).message}); a server on the same OpenSSL refuses it too: re-issue the chain with stronger CA keys`, { path: f.cert });
+    }
     const leaf = ours[0]!;
-    const local = explainVerify(leaf, { cas: [], intermediates: ours.slice(1), purpose: 'client' }).reasons.filter((x) => ['expired', 'not_yet_valid', 'bad_eku', 'ca_as_leaf'].includes(x.code));
-    Object.assign(client, { sent: true, issuer: rfc4514(leaf.issuer), subject: rfc4514(leaf.subject), notAfter: notAfterOf(leaf).toISOString(), localProblems: local });
+    const local = await clientChainFacts(leaf, ours.slice(1).filter((c) => c.fingerprint256 !== leaf.fingerprint256), { clientCa: f.clientCa, crl: f.crl, crlMode: f.crlMode });
+    predicted = local.engine;
+    Object.assign(client, { sent: true, issuer: rfc4514(leaf.issuer), subject: rfc4514(leaf.subject), notAfter: notAfterOf(leaf).toISOString(), localProblems: local.problems });
+  } else if (f.clientCa?.length) {
+    throw new PortcullisError(ErrorCodes.USAGE, '--client-ca checks the certificate given with --cert and --key; pass them too', { exitCode: 2 });
   }
 
   const rep: Report = { target: `${t.host}:${t.port}`, lines: [], problems: [], json: { url, host: t.host, port: t.port, servername: t.servername ?? null } };
@@ -193,8 +205,10 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
   // ---- the server's certificate ----
   if (main.secure) {
     say('');
+    // the system store is ~140 CAs the user did not choose: count them, never list them
+    const store = f.ca ?? `the system CA store (${cas.length} CAs; pass --ca FILE for a private CA)`;
     say(`Server certificate chain (as Node reports it: what the server sent, plus the matching CA from ${f.ca ?? 'the system store'})`);
-    say(`  verified against ${f.ca ?? 'the system CA store'}`);
+    say(`  verified against ${store}`);
     const now = new Date();
     main.peerChain.forEach((c, i) => {
       const days = Math.floor((notAfterOf(c).getTime() - now.getTime()) / 86_400_000);
@@ -204,6 +218,7 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
     let reasons: VerifyReason[] = [];
     if (leaf) {
       reasons = explainVerify(leaf, { cas, intermediates: main.peerChain.slice(1), purpose: 'server', verifyDepth: 100 }).reasons;
+      if (!f.ca) reasons = countInsteadOfNames(reasons, cas, 'the system store');
       const nameErr = tls.checkServerIdentity(t.servername ?? t.host, socketCertShape(leaf));
       if (nameErr) {
         reasons.push({ code: 'name_mismatch' as VerifyReason['code'], message: `the certificate is not valid for "${t.servername ?? t.host}" (${nameErr.message})`, fix: 'connect with a name it covers (--servername), or re-issue it with that name as a DNS/IP SAN' });
@@ -226,17 +241,24 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
   const httpAdvice = main.http ? adviseHttp(main.http, client) : undefined;
   const refused: Advice | undefined = alert ? adviseAlert(alert, client) : httpAdvice ?? (main.secure && !main.http && (main.error?.code === 'ECONNRESET' || !main.error) ? adviseSilentClose(client, main.protocol) : undefined);
   let requestState: 'required' | 'requested' | 'not_requested' | 'unknown' = requested ? 'requested' : main.secure ? 'not_requested' : 'unknown';
-  if (!client.sent && refused && (refused.code === 'certificate_required' || refused.code === 'handshake_failure' || refused.code === 'closed_without_alert')) requestState = 'required';
-  if (client.sent && requested && !refused) {
-    // find out whether it is required by trying without one
+  // without a certificate, was the connection refused (required) or answered (optional)?
+  let without: 'required' | 'optional' | 'unknown' = 'unknown';
+  if (!client.sent) {
+    if (refused && (refused.code === 'certificate_required' || refused.code === 'handshake_failure' || refused.code === 'closed_without_alert')) without = 'required';
+    else if (requested && main.http) without = 'optional';
+  } else if (requested) {
+    // ours was sent (accepted or not): a second connection without one tells required from optional
     const bare = await probe(t, { ca: caPem ? [caPem] : undefined, timeoutMs });
-    const a = alertFromError(bare.error);
     const h = bare.http ? adviseHttp(bare.http, { sent: false }) : undefined;
-    if (a === 'certificate_required' || a === 'handshake_failure' || h?.code === 'certificate_required' || (bare.secure && !bare.http)) requestState = 'required';
+    without = requiredWithout({ secure: bare.secure, alert: alertFromError(bare.error), http: bare.http, certificateRequiredAnswer: h?.code === 'certificate_required' });
   }
+  if (without === 'required') requestState = 'required';
   const stateText = {
     required: 'the server requires a client certificate',
-    requested: 'the server asks for a client certificate (it did not refuse the connection without one, so it may be optional)',
+    requested:
+      without === 'optional'
+        ? 'the server asks for a client certificate and also answers without one (it is optional there)'
+        : 'the server asks for a client certificate; whether it also accepts connections without one could not be determined',
     not_requested: 'the server does not ask for a client certificate (no CertificateRequest in the handshake)',
     unknown: 'could not tell whether the server asks for a client certificate: the handshake did not get that far',
   }[requestState];
@@ -248,6 +270,7 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
     const usable = !requested || main.clientSigalgs.some((s) => SIGALG_FAMILY[family]?.test(s) ?? true);
     const sent = requested && usable;
     say(`  ${mark(sent ? true : 'warn')}  ours: ${client.subject} (issuer ${client.issuer}, valid until ${client.notAfter}) ${sent ? 'was sent' : requested ? `was NOT sent: the server accepts no ${family} signature` : 'was not sent (not asked for)'}`);
+    if (predicted) say(`  info  with --client-ca, the listener's own verification ${predicted.accepted ? 'accepts it' : `refuses it: FAILED:${predicted.result}`}`);
     for (const p of client.localProblems ?? []) say(`  ${mark(false)}  [${p.code}] ${p.message}`);
   } else {
     say(`  info  none given (--cert/--key)`);
@@ -263,16 +286,28 @@ async function doctor(url: string, f: { cert?: string; key?: string; ca?: string
         : `  ${mark(true)}  not refused: the server answered (a server that only asks for a certificate may still have found it invalid: see the HTTP status below)`,
     );
   }
-  rep.json.client = { requestState, sigalgs: main.clientSigalgs, given: client.sent, subject: client.subject ?? null, localProblems: client.localProblems ?? [], refused: refused ?? null };
+  const serverAccepted = client.sent && !refused && !!main.http;
+  if (predicted && predicted.accepted !== serverAccepted && (refused || main.http)) {
+    say(`  warn  the server ${serverAccepted ? 'accepted' : 'refused'} it, but the listener's verification with the --client-ca/--crl given ${predicted.accepted ? 'accepts' : 'refuses'} it: the server's client CAs, CRLs or policy differ from those`);
+  }
+  rep.json.client = { requestState, sigalgs: main.clientSigalgs, given: client.sent, subject: client.subject ?? null, localProblems: client.localProblems ?? [], refused: refused ?? null, predicted: predicted ?? null };
   rep.json.caNames = null;
 
   // ---- HTTP ----
   say('');
   say('HTTP');
   if (main.http) {
-    say(`  ${mark(main.http.status < 400 ? true : 'warn')}  GET ${t.path} -> ${main.http.status}${main.http.headers['server'] ? ` (server: ${main.http.headers['server']})` : ''}`);
+    const ok = main.http.status >= 200 && main.http.status < 300;
+    say(`  ${mark(ok)}  GET ${t.path} -> ${main.http.status}${main.http.headers['server'] ? ` (server: ${main.http.headers['server']})` : ''}`);
+    // a 502 or a 404 is not "no problem found", even when the TLS side is all fine
+    const status = refused ? undefined : adviseStatus(main.http, 'GET', t.path);
+    if (status) {
+      say(`        ${status.cause}`);
+      rep.problems.push(status);
+    }
   } else {
     say(`  ${mark(false)}  no HTTP response${main.error && !alert ? ` (${main.error.code ?? main.error.message})` : ''}`);
+    if (main.secure && !refused) rep.problems.push(adviseNoAnswer('GET', t.path, main.error?.code ?? main.error?.message));
   }
   rep.json.http = main.http ? { status: main.http.status, server: main.http.headers['server'] ?? null } : null;
 
@@ -303,6 +338,9 @@ export function register(program: Command): void {
     .option('--cert <file>', 'client certificate (PEM; may hold the chain)')
     .option('--key <file>', 'client key')
     .option('--ca <file>', 'CA file to verify the server with (default: system CAs)')
+    .option('--client-ca <file>', "the server's client CA file(s): predict its verdict on --cert with the listener's own verification (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
+    .option('--crl <file>', "with --client-ca: the server's CRL file(s) (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
+    .option('--crl-mode <mode>', 'with --client-ca: chain or leaf, as tls.crl_mode (default chain)')
     .option('--servername <name>', 'SNI and the name to check the server certificate against')
     .option('--timeout <ms>', 'connect/answer timeout in milliseconds', '5000')
     .option('--json', 'machine-readable output', false)

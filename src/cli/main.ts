@@ -18,6 +18,9 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   crl: () => import('./crl.js'),
   doctor: () => import('./doctor.js'),
   reload: () => import('./reload.js'),
+  policy: () => import('./policy.js'),
+  schema: () => import('./schema.js'),
+  'ticket-key': () => import('./ticket-key.js'),
 };
 
 export async function main(argv: string[]): Promise<void> {
@@ -29,6 +32,14 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError()
     .exitOverride();
   const wanted = argv[2] !== undefined ? COMMANDS[argv[2]] : undefined;
+  if (argv[2] !== 'run') {
+    // `portcullis schema | head`: a reader that goes away ends the command quietly, as it
+    // does for other Unix tools, instead of an unhandled EPIPE stack trace
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   for (const load of wanted ? [wanted] : Object.values(COMMANDS)) (await load()).register(program);
   try {
     await program.parseAsync(argv);

@@ -59,7 +59,7 @@ test('unknown keys are errors everywhere, with the closest key suggested', () =>
   assert.ok(all.includes('listeners[0].tls.clientca: unknown key; did you mean client_ca?'), all.join('\n'));
   assert.ok(all.includes('listeners[0].routes[0].match.paht: unknown key; did you mean path?'), all.join('\n'));
   assert.ok(all.includes('upstreams.app.health_check.intervall: unknown key; did you mean interval?'), all.join('\n'));
-  assert.ok(all.some((m) => /^banana: unknown key; remove it or use one of: workers, admin, log, listeners, upstreams$/.test(m)), all.join('\n'));
+  assert.ok(all.some((m) => /^banana: unknown key; remove it or use one of: workers, admin, log, listeners, upstreams, shutdown$/.test(m)), all.join('\n'));
   assert.equal(all.length, 4, 'the suggested client_ca is not also reported as missing');
 });
 
@@ -370,4 +370,42 @@ test('loadConfig: missing file, file checks, JSON by extension', async (t) => {
   }
   const ok = await loadConfig(file, { checkFiles: true });
   assert.ok(Object.isFrozen(ok));
+});
+
+test('shutdown.delay: default 0, a duration, and nothing else under shutdown', () => {
+  const r = validateConfig(minimal(), CONFIG);
+  assert.ok(r.ok);
+  assert.equal(r.config.shutdown.delay, 0);
+  const r2 = validateConfig({ ...minimal(), shutdown: { delay: '15s' } }, CONFIG);
+  assert.ok(r2.ok && r2.config.shutdown.delay === 15_000);
+  assertOnly({ ...minimal(), shutdown: { delay: 'soon' } }, 'shutdown.delay', /is not a duration/);
+  assertOnly({ ...minimal(), shutdown: { dealy: '5s' } }, 'shutdown.dealy', /did you mean delay\?/);
+});
+
+test('tls.session_tickets.key_files: resolved, referenced (watched, checked), one or more, each once', () => {
+  const raw = minimal();
+  raw.listeners[0].tls.session_tickets = { key_files: ['tickets/current.key', '/keys/previous.key'] };
+  const r = validateConfig(raw, CONFIG);
+  assert.ok(r.ok, messages(raw).join('\n'));
+  assert.deepEqual(r.config.listeners[0]!.tls!.session_tickets!.key_files, ['/etc/portcullis/tickets/current.key', '/keys/previous.key']);
+  const refs = referencedFiles(r.config).filter((f) => f.where.includes('session_tickets'));
+  assert.deepEqual(refs, [
+    { where: 'listeners[0].tls.session_tickets.key_files[0]', file: '/etc/portcullis/tickets/current.key' },
+    { where: 'listeners[0].tls.session_tickets.key_files[1]', file: '/keys/previous.key' },
+  ]);
+  // one file may be written as a string
+  raw.listeners[0].tls.session_tickets = { key_files: 'only.key' };
+  const one = validateConfig(raw, CONFIG);
+  assert.ok(one.ok && one.config.listeners[0]!.tls!.session_tickets!.key_files.length === 1);
+
+  const bad = (v: unknown) => {
+    const x = minimal();
+    x.listeners[0].tls.session_tickets = v;
+    return x;
+  };
+  assertOnly(bad({ key_files: [] }), 'listeners[0].tls.session_tickets.key_files', /must not be empty; give the key file that seals new tickets first/);
+  assertOnly(bad({ key_files: ['a.key', 'b.key', 'a.key'] }), 'listeners[0].tls.session_tickets.key_files', /"a.key" is listed twice/);
+  assertOnly(bad({ key_files: Array.from({ length: 9 }, (_, i) => `${i}.key`) }), 'listeners[0].tls.session_tickets.key_files', /give at most 8/);
+  assertOnly(bad({}), 'listeners[0].tls.session_tickets.key_files', /^[^:]+: required/);
+  assertOnly(bad({ key_file: 'a.key' }), 'listeners[0].tls.session_tickets.key_file', /did you mean key_files\?/);
 });

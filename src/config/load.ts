@@ -427,6 +427,7 @@ function fileFields(c: Config): FileField[] {
     const at = ['listeners', i, 'tls'];
     for (const k of ['cert', 'key']) one(at, l.tls, k);
     for (const k of ['client_ca', 'crl']) many(at, l.tls, k);
+    if (l.tls.session_tickets) many([...at, 'session_tickets'], l.tls.session_tickets, 'key_files');
     l.tls.certificates.forEach((e, j) => {
       for (const k of ['cert', 'key']) one([...at, 'certificates', j], e, k);
       for (const k of ['client_ca', 'crl']) many([...at, 'certificates', j], e, k);
@@ -440,23 +441,26 @@ function fileFields(c: Config): FileField[] {
   return out;
 }
 
-/** Every file the config reads (certificates, keys, CAs, CRLs), with the key that names it; for file watching. */
+/** Every file the config reads (certificates, keys, CAs, CRLs, ticket keys), with the key that names it; for file watching. */
 export function referencedFiles(c: Config): { where: string; file: string }[] {
   return fileFields(c).map((f) => ({ where: f.where, file: f.get() }));
 }
 
 async function fileProblem(where: string, file: string, dir: string): Promise<PortcullisError | undefined> {
   const err = (code: ErrorCode, problem: string, fix: string) => new PortcullisError(code, `${where}: ${problem}; ${fix}`, { path: file });
+  const ticketKey = where.includes('.session_tickets.');
+  const makeKey = `portcullis ticket-key new ${file}, or openssl rand 80 > ${file}`;
   try {
     const st = await stat(file);
     if (!st.isFile()) return err(ErrorCodes.FILE_UNREADABLE, `not a file: ${file}`, 'give the path of a file');
-    if (st.size === 0) return err(ErrorCodes.FILE_EMPTY, `file is empty: ${file}`, 'write the PEM content into it or fix the path');
+    if (st.size === 0) return err(ErrorCodes.FILE_EMPTY, `file is empty: ${file}`, ticketKey ? `write a key into it (${makeKey}) or fix the path` : 'write the PEM content into it or fix the path');
     await access(file, constants.R_OK);
     return undefined;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
-      return err(ErrorCodes.FILE_NOT_FOUND, `file not found: ${file}`, `check the path (relative paths are resolved against ${dir})`);
+      const fix = `check the path (relative paths are resolved against ${dir})`;
+      return err(ErrorCodes.FILE_NOT_FOUND, `file not found: ${file}`, ticketKey ? `create it (${makeKey}) or ${fix}` : fix);
     }
     return err(ErrorCodes.FILE_UNREADABLE, `cannot read ${file} (${code ?? (e as Error).message})`, 'fix its permissions so the proxy user can read it');
   }

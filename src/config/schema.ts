@@ -120,6 +120,11 @@ function fail(ctx: z.RefinementCtx, message: string): never {
 
 const show = (v: unknown) => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v) ?? String(v));
 
+/** How a value is written where its parsed type cannot say ("5s", one string for a list): for json-schema.ts. */
+export const INPUT_KIND = 'x-portcullis-input';
+export type InputKind = 'duration' | 'list' | 'switch' | 'workers';
+const kind = (k: InputKind) => ({ [INPUT_KIND]: k });
+
 /** A duration in ms; `positive` rejects 0 where 0 would make no sense (intervals, timeouts that must fire). */
 function duration(opts: { positive?: boolean } = {}) {
   return z.unknown().transform((v, ctx): number => {
@@ -127,12 +132,12 @@ function duration(opts: { positive?: boolean } = {}) {
     if (ms === undefined) return fail(ctx, `${show(v)} is not a duration; ${DURATION_HINT}`);
     if (opts.positive && ms === 0) return fail(ctx, `must be longer than 0; ${DURATION_HINT}`);
     return ms;
-  });
+  }).meta({ ...kind('duration'), ...(opts.positive ? { exclusiveMinimum: 0 } : {}) });
 }
 
 /** One string or a list of them, always a list afterwards. */
 function stringList<T extends z.ZodType<string, unknown>>(item: T) {
-  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(item));
+  return z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(item)).meta(kind('list'));
 }
 
 const nonEmpty = () => z.string().min(1);
@@ -145,7 +150,7 @@ const pathList = () => stringList(filePath());
 const int = (min: number) => z.number().int().min(min);
 /** `off` written as YAML/JSON false is still off. */
 const offSwitch = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.preprocess((v) => (v === false ? 'off' : v), z.enum(values));
+  z.preprocess((v) => (v === false ? 'off' : v), z.enum(values)).meta(kind('switch'));
 
 const address = () =>
   z.string().superRefine((v, ctx) => {
@@ -258,6 +263,9 @@ const CertPolicySchema = strict({
   min_ec_bits: int(0).default(256),
   key_types: z.array(z.enum(['rsa', 'ec', 'ed25519'])).min(1).default(() => ['rsa' as const, 'ec' as const, 'ed25519' as const]),
   max_validity: duration().default(0),
+  // RFC 5280 rules that real private CAs often break (missing AKI/SKI, basicConstraints or
+  // nameConstraints of a CA not marked critical): off by default, see docs/security.md
+  strict_rfc5280: z.boolean().default(false),
 });
 
 const pinList = () =>
@@ -283,6 +291,21 @@ const SniCertSchema = strict({
   deny: rules('deny').optional(),
 });
 
+/**
+ * Session ticket keys shared by several replicas (nginx ssl_session_ticket_key, HAProxy
+ * tls-ticket-keys): the first file's key seals new tickets, every file's key opens them.
+ * Without it, the primary makes a random secret that only its own workers share.
+ */
+export const MAX_TICKET_KEY_FILES = 8;
+const SessionTicketsSchema = strict({
+  key_files: pathList().superRefine((l, ctx) => {
+    if (l.length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty; give the key file that seals new tickets first, then older ones (e.g. [tickets/current.key, tickets/previous.key])' });
+    if (l.length > MAX_TICKET_KEY_FILES) ctx.addIssue({ code: 'custom', message: `${l.length} key files; give at most ${MAX_TICKET_KEY_FILES} (each one costs a TLS context per certificate; a ticket outlives its key by at most 5 minutes)` });
+    const twice = l.find((f, i) => l.indexOf(f) !== i);
+    if (twice !== undefined) ctx.addIssue({ code: 'custom', message: `"${twice}" is listed twice; list each key file once` });
+  }),
+});
+
 const ListenerTlsSchema = strict({
   cert: filePath(),
   key: filePath(),
@@ -296,6 +319,7 @@ const ListenerTlsSchema = strict({
   ocsp: OcspSchema.prefault({}),
   pins: pinList().default(() => []),
   cert_policy: CertPolicySchema.prefault({}),
+  session_tickets: SessionTicketsSchema.optional(),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -507,7 +531,7 @@ const workers = z.unknown().transform((v, ctx): 'auto' | number => {
   if (v === 'auto') return 'auto';
   if (typeof v === 'number' && Number.isInteger(v) && v >= 1) return v;
   return fail(ctx, `${show(v)} is not a worker count; use auto (one per CPU) or a whole number of at least 1`);
-});
+}).meta(kind('workers'));
 
 export const ConfigSchema = strict({
   workers: workers.default('auto'),
@@ -527,6 +551,10 @@ export const ConfigSchema = strict({
     .min(1)
     .transform((ls) => ls.map((l, i) => ({ ...l, name: l.name ?? `listener-${i}` }))),
   upstreams: z.record(nonEmpty(), UpstreamSchema).default(() => ({})),
+  /** SIGTERM: /readyz turns 503 at once; the listeners keep serving for `delay`, then drain */
+  shutdown: strict({
+    delay: duration().default(0),
+  }).prefault({}),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -536,11 +564,13 @@ export type Config = z.output<typeof ConfigSchema>;
 /** What loadConfig returns: the frozen config plus where it came from. */
 export type LoadedConfig = Config & { configPath: string; configDir: string };
 export type AdminConfig = Config['admin'];
+export type ShutdownConfig = Config['shutdown'];
 export type LogConfig = Config['log'];
 export type ListenerConfig = Config['listeners'][number];
 export type ListenerTlsConfig = NonNullable<ListenerConfig['tls']>;
 export type SniCertConfig = ListenerTlsConfig['certificates'][number];
 export type OcspConfig = ListenerTlsConfig['ocsp'];
+export type SessionTicketsConfig = NonNullable<ListenerTlsConfig['session_tickets']>;
 export type CertPolicyConfig = ListenerTlsConfig['cert_policy'];
 export type LimitsConfig = ListenerConfig['limits'];
 export type RouteConfig = ListenerConfig['routes'][number];

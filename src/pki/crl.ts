@@ -7,6 +7,7 @@ import { x509 } from './x509.js';
 import { signingAlgorithm } from './keys.js';
 import type { CaHandle } from './issue.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { readCertificate, readCrl } from './der.js';
 
 export const REVOCATION_REASONS = [
   'unspecified',
@@ -89,6 +90,82 @@ export interface CrlInfo {
   signature: Buffer;
   /** node:crypto digest name, null for Ed25519, undefined when the algorithm is not supported */
   digest: string | null | undefined;
+  /** the CRLNumber extension (RFC 5280 §5.2.3), hex; undefined when absent */
+  crlNumber: string | undefined;
+  /**
+   * Why this CRL must not be used whatever certificate it covers (an unprocessed critical
+   * extension, a critical CRLNumber), one sentence each; empty when none.
+   */
+  defects: string[];
+}
+
+/** CRL extensions this verifier processes; any other marked critical makes the CRL unusable. */
+const CRL_EXTENSIONS: Record<string, string> = {
+  '2.5.29.35': 'authorityKeyIdentifier',
+  '2.5.29.18': 'issuerAltName',
+  '2.5.29.20': 'cRLNumber',
+};
+/** CRL entry extensions processed (reasonCode, holdInstructionCode, invalidityDate). */
+const ENTRY_EXTENSIONS = new Set(['2.5.29.21', '2.5.29.23', '2.5.29.24']);
+const CRL_EXTENSION_NAMES: Record<string, string> = {
+  '2.5.29.27': 'deltaCRLIndicator',
+  '2.5.29.28': 'issuingDistributionPoint',
+  '2.5.29.46': 'freshestCRL',
+  '2.5.29.29': 'certificateIssuer',
+};
+
+function crlDefects(der: Buffer): { crlNumber: string | undefined; defects: string[] } {
+  const raw = readCrl(der);
+  const defects: string[] = [];
+  let crlNumber: string | undefined;
+  for (const e of raw.extensions) {
+    if (e.oid === '2.5.29.20') {
+      // INTEGER: 02 len bytes
+      crlNumber = e.value.subarray(2).toString('hex').toUpperCase().replace(/^0+(?=.)/, '');
+      if (e.critical) defects.push('its cRLNumber extension is marked critical, which RFC 5280 §5.2.3 forbids');
+    } else if (e.critical && !(e.oid in CRL_EXTENSIONS)) {
+      defects.push(`it has the extension ${CRL_EXTENSION_NAMES[e.oid] ?? e.oid} marked critical, which this verifier does not process (RFC 5280 §5.2: such a CRL must not be used)`);
+    }
+  }
+  for (const e of raw.entryExtensions) {
+    if (e.critical && !ENTRY_EXTENSIONS.has(e.oid)) {
+      defects.push(`an entry has the extension ${CRL_EXTENSION_NAMES[e.oid] ?? e.oid} marked critical, which this verifier does not process (RFC 5280 §5.3)`);
+      break;
+    }
+  }
+  return { crlNumber, defects: [...new Set(defects)] };
+}
+
+const crlSignFlags = new WeakMap<NodeX509, boolean>();
+
+/** False when the certificate has a key usage extension without cRLSign (RFC 5280 §6.3.3 (f)). */
+export function mayIssueCrls(issuer: NodeX509): boolean {
+  let ok = crlSignFlags.get(issuer);
+  if (ok === undefined) {
+    try {
+      const ku = readCertificate(issuer.raw).extensions.find((e) => e.oid === '2.5.29.15');
+      // BIT STRING 03 len unused b0 b1: cRLSign is bit 6 of the first byte
+      ok = !ku || (ku.value.length >= 4 && (ku.value[3]! & 0x02) !== 0);
+    } catch {
+      ok = false;
+    }
+    crlSignFlags.set(issuer, ok);
+  }
+  return ok;
+}
+
+export type CrlMode = 'chain' | 'leaf';
+
+/**
+ * Why `crl` must not decide for a certificate issued by `issuer` under `mode`, or undefined
+ * when it may. Shared by the proxy (tls/revocation.ts) and the explainer, so they pick the
+ * same CRL. `issuer` undefined: the issuer certificate is unknown (a resumed session).
+ */
+export function crlUnusable(crl: CrlInfo, issuer: NodeX509 | undefined, mode: CrlMode): string | undefined {
+  if (crl.defects.length) return crl.defects.join('; ');
+  if (mode === 'chain' && crl.crlNumber === undefined) return 'it has no cRLNumber, which RFC 5280 §5.2.3 requires (crl_mode: chain refuses such a CRL; crl_mode: leaf only warns)';
+  if (issuer && !mayIssueCrls(issuer)) return `its issuer "${issuer.subject.split('\n').reverse().join(',')}" has a key usage without cRLSign, so it may not sign CRLs (RFC 5280 §6.3.3)`;
+  return undefined;
 }
 
 /** Signature algorithms accepted on CRLs and OCSP responses (SHA-1 is not); null = Ed25519. */
@@ -141,6 +218,7 @@ function parseOne(der: Buffer, source: string | undefined): CrlInfo {
       tbs: Buffer.from(asn.tbsCertListRaw ?? AsnConvert.serialize(asn.tbsCertList)),
       signature: Buffer.from(asn.signature),
       digest: oid in SIG_DIGESTS ? SIG_DIGESTS[oid] : undefined,
+      ...crlDefects(der),
     };
   } catch (err) {
     throw new PortcullisError(ErrorCodes.CRL_PARSE, `${source ?? 'the CRL'} is not a valid CRL (${(err as Error).message})`, { path: source, cause: err });

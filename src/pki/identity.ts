@@ -12,8 +12,10 @@ interface NameParts {
   attrs: Map<string, string[]>;
 }
 
-function parseName(name: string): NameParts {
-  const lines = name === '' ? [] : name.split('\n');
+function parseName(name: string | undefined): NameParts {
+  // Node leaves subject/issuer undefined for an empty Name (RFC 5280 allows an empty
+  // subject when a critical SAN names the holder)
+  const lines = !name ? [] : name.split('\n');
   const attrs = new Map<string, string[]>();
   for (const line of lines) {
     // a multi-valued RDN is printed as "A=x + B=y"

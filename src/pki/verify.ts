@@ -1,12 +1,19 @@
 // Explains whether a certificate would be accepted and, if not, every reason why, each
-// with a fix. Pure and synchronous (node:crypto X509Certificate only, no sockets), so
-// `cert verify` and the proxy reach the same verdict for the same certificate. The rules
-// follow what OpenSSL enforces in a Node TLS server: a chain to a self-signed trusted
-// CA, validity of every certificate, the TLS purpose (EKU and key usage), and with CRLs
-// configured, a current CRL from the issuer of every certificate in the chain.
+// with a fix. Pure and synchronous (node:crypto X509Certificate only, no sockets). It is
+// the explainer, not the judge: `cert verify` and `doctor` take the verdict from the
+// listener's own engine (tls/verify-engine.ts) and use this for the reasons; where the two
+// disagree the engine wins and the disagreement is a bug (the agreement tests look for it).
+// The rules follow what OpenSSL enforces in a Node TLS server (a chain to a self-signed
+// trusted CA, validity of every certificate, the TLS purpose: EKU and key usage), plus
+// portcullis' own: the chain rules (pki/chain-rules.ts, the same function the proxy runs),
+// the leaf key policy, and with CRLs configured a usable CRL from the issuer of every
+// certificate the crl_mode covers (pki/crl.ts crlUnusable, shared with the proxy).
 import type { X509Certificate } from 'node:crypto';
 import { x509 } from './x509.js';
-import { crlSignedBy, normalizeSerial, type CrlInfo } from './crl.js';
+import { crlSignedBy, crlUnusable, normalizeSerial, type CrlInfo, type CrlMode } from './crl.js';
+import { chainRuleFindings } from './chain-rules.js';
+import { readCertificate } from './der.js';
+import { keyFacts, keyFloorProblem, type KeyFloor } from './key-facts.js';
 
 export type VerifyCode =
   | 'unknown_ca'
@@ -20,8 +27,32 @@ export type VerifyCode =
   | 'bad_signature'
   /** CRLs are configured but none (valid, correctly signed) covers a certificate in the chain */
   | 'crl_missing'
-  /** the CRL that covers a certificate is past its nextUpdate (or not yet valid) */
-  | 'crl_expired';
+  /** the only CRL from the issuer must not be used (critical extension, no cRLSign, no cRLNumber in chain mode) */
+  | 'crl_unusable'
+  /** a name in the chain breaks a CA's name constraints */
+  | 'name_constraint'
+  /** a certificate breaks RFC 5280 (critical extension not processed, strict rules) */
+  | 'invalid_cert'
+  /** a key (leaf or CA) or validity period the certificate policy refuses */
+  | 'policy';
+
+/** The listener's handshake result (X-Client-Verify FAILED:<result>) each explanation stands for. */
+export const RESULT_OF_CODE: Record<VerifyCode, string> = {
+  unknown_ca: 'unknown_ca',
+  missing_intermediate: 'unknown_ca',
+  bad_signature: 'unknown_ca',
+  expired: 'expired',
+  not_yet_valid: 'not_yet_valid',
+  bad_eku: 'bad_eku',
+  ca_as_leaf: 'ca_as_leaf',
+  depth_exceeded: 'depth_exceeded',
+  revoked: 'revoked',
+  crl_missing: 'revocation_unknown',
+  crl_unusable: 'revocation_unknown',
+  name_constraint: 'name_constraint',
+  invalid_cert: 'invalid_cert',
+  policy: 'policy',
+};
 
 export interface VerifyReason {
   code: VerifyCode;
@@ -48,6 +79,12 @@ export interface VerifyContext {
   verifyDepth?: number;
   /** which TLS purpose the leaf must serve; default 'client' */
   purpose?: 'client' | 'server';
+  /** tls.crl_mode; default 'chain' */
+  crlMode?: CrlMode;
+  /** cert_policy.strict_rfc5280; default false */
+  strict?: boolean;
+  /** the cert_policy key floor (and max_validity in ms, 0 = none) for the leaf and CA keys; absent: not checked */
+  policy?: KeyFloor & { max_validity?: number };
 }
 
 export interface VerifyResult {
@@ -56,6 +93,8 @@ export interface VerifyResult {
   /** the path that was built, leaf first; ends with the trust anchor when `trusted` */
   chain: X509Certificate[];
   trusted: boolean;
+  /** what does not refuse but deserves attention (a CRL past its nextUpdate...) */
+  warnings: string[];
 }
 
 const EKU_OID = { client: '1.3.6.1.5.5.7.3.2', server: '1.3.6.1.5.5.7.3.1' } as const;
@@ -70,8 +109,9 @@ const EKU_NAMES: Record<string, string> = {
 };
 
 /** RFC 4514 form of Node's multi-line name (most specific RDN first). */
-export function rfc4514(nodeName: string): string {
-  return nodeName.split('\n').reverse().join(',');
+export function rfc4514(nodeName: string | undefined): string {
+  // Node leaves `subject`/`issuer` undefined for an empty name
+  return (nodeName ?? '').split('\n').reverse().join(',');
 }
 
 export function notBeforeOf(x: X509Certificate): Date {
@@ -103,12 +143,24 @@ const facts = new WeakMap<X509Certificate, ExtraFacts>();
 export function extraFacts(x: X509Certificate): ExtraFacts {
   let f = facts.get(x);
   if (!f) {
-    const p = new x509.X509Certificate(x.raw);
-    f = {
-      pathLen: p.getExtension(x509.BasicConstraintsExtension)?.pathLength,
-      keyUsage: p.getExtension(x509.KeyUsagesExtension)?.usages,
-      issuerDer: Buffer.from(p.issuerName.toArrayBuffer()),
-    };
+    try {
+      const p = new x509.X509Certificate(x.raw);
+      f = {
+        pathLen: p.getExtension(x509.BasicConstraintsExtension)?.pathLength,
+        keyUsage: p.getExtension(x509.KeyUsagesExtension)?.usages,
+        issuerDer: Buffer.from(p.issuerName.toArrayBuffer()),
+      };
+    } catch {
+      // an extension the library cannot decode (a malformed AIA...): the chain rules name
+      // the fault; here only the issuer is needed, read with the plain DER reader
+      let issuerDer: Buffer = Buffer.alloc(0);
+      try {
+        issuerDer = readCertificate(x.raw).issuer;
+      } catch {
+        // unparseable: no CRL will match it
+      }
+      f = { pathLen: undefined, keyUsage: undefined, issuerDer };
+    }
     facts.set(x, f);
   }
   return f;
@@ -270,9 +322,6 @@ export function explainVerify(leaf: X509Certificate, ctx: VerifyContext): Verify
       );
     }
     if (i === 0) continue;
-    if (!c.ca) {
-      add('unknown_ca', `${describe(i)} signed "${rfc4514(chain[i - 1]!.subject)}" but is not a CA certificate`, `issue certificates only from a CA certificate (portcullis ca init)`);
-    }
     const ceku = ekuOf(c);
     if (ceku && !ceku.includes(EKU_OID[purpose])) {
       add(
@@ -302,18 +351,44 @@ export function explainVerify(leaf: X509Certificate, ctx: VerifyContext): Verify
     }
   }
 
+  // --- portcullis' chain rules: the function the proxy runs after the handshake -------------
+  for (const f of chainRuleFindings(chain, trusted, { strict: ctx.strict ?? false, policy: ctx.policy })) {
+    add(f.reason, f.message, f.fix);
+  }
+  if (ctx.policy) {
+    const weak = keyFloorProblem(keyFacts(leaf), ctx.policy);
+    if (weak) add('policy', `${describe(0)} has a key the certificate policy refuses (${weak})`, `issue it with an allowed key type and size (portcullis cert issue --key-type), or change cert_policy`);
+    const maxValidity = ctx.policy.max_validity ?? 0;
+    const period = notAfterOf(leaf).getTime() - notBeforeOf(leaf).getTime();
+    // the same hour of grace for backdated notBefore as tls/cert-policy.ts
+    if (maxValidity > 0 && period > maxValidity + 3_600_000) {
+      add('policy', `${describe(0)} is valid for ${days(period)}, longer than cert_policy.max_validity (${days(maxValidity)})`, `issue it for a shorter period (portcullis cert issue --days), or raise max_validity`);
+    }
+  }
+
   // --- revocation ---------------------------------------------------------------------------
   const crls = ctx.crls ?? [];
+  const warnings: string[] = [];
+  const mode = ctx.crlMode ?? 'chain';
   if (crls.length) {
-    const lastChecked = trusted ? chain.length - 1 : chain.length;
+    const lastChecked = mode === 'leaf' ? 1 : trusted ? chain.length - 1 : chain.length;
     for (let i = 0; i < lastChecked; i++) {
       const c = chain[i]!;
       const issuer = chain[i + 1];
       const issuerDer = extraFacts(c).issuerDer;
-      const candidates = crls
+      const signed = crls
         .filter((l) => l.issuerDer.equals(issuerDer) && (!issuer || crlSignedBy(l, issuer)))
         .sort((a, b) => b.thisUpdate.getTime() - a.thisUpdate.getTime());
-      const crl = candidates[0];
+      const crl = signed.find((l) => crlUnusable(l, issuer, mode) === undefined);
+      if (!crl && signed.length && trusted) {
+        add(
+          'crl_unusable',
+          `the CRL of "${rfc4514(c.issuer)}"${signed[0]!.source ? ` (${signed[0]!.source})` : ''} must not be used: ${crlUnusable(signed[0]!, issuer, mode)}; so ${describe(i)} cannot be checked for revocation`,
+          `publish a conforming CRL for "${rfc4514(c.issuer)}" (portcullis crl --ca DIR writes one) and reload`,
+        );
+        continue;
+      }
+      if (crl && crl.crlNumber === undefined) warnings.push(`the CRL of "${rfc4514(c.issuer)}"${crl.source ? ` (${crl.source})` : ''} has no cRLNumber (RFC 5280 §5.2.3); crl_mode: leaf uses it, crl_mode: chain would refuse it`);
       if (!crl) {
         if (trusted) {
           add(
@@ -334,22 +409,16 @@ export function explainVerify(leaf: X509Certificate, ctx: VerifyContext): Verify
             : `issue a new certificate (portcullis cert issue) and deploy it; a revocation cannot be undone`,
         );
       }
+      // the proxy keeps using a CRL past its nextUpdate (listed certificates stay refused) and
+      // logs crl_expired: a stale CRL is a warning there, not an outage, so here too
       if (crl.nextUpdate && now.getTime() > crl.nextUpdate.getTime()) {
-        add(
-          'crl_expired',
-          `the CRL of "${rfc4514(c.issuer)}"${crl.source ? ` (${crl.source})` : ''} expired on ${iso(crl.nextUpdate)} (nextUpdate); an expired CRL fails every certificate it covers`,
-          `publish a fresh CRL (portcullis crl --ca DIR) and reload`,
-        );
+        warnings.push(`the CRL of "${rfc4514(c.issuer)}"${crl.source ? ` (${crl.source})` : ''} expired on ${iso(crl.nextUpdate)} (nextUpdate): it still applies, but may miss recent revocations; publish a fresh CRL (portcullis crl --ca DIR) and reload`);
       } else if (now.getTime() < crl.thisUpdate.getTime()) {
-        add(
-          'crl_expired',
-          `the CRL of "${rfc4514(c.issuer)}"${crl.source ? ` (${crl.source})` : ''} is not valid until ${iso(crl.thisUpdate)}; this clock says ${iso(now)}`,
-          `check this machine's clock and the CA machine's clock (NTP)`,
-        );
+        warnings.push(`the CRL of "${rfc4514(c.issuer)}"${crl.source ? ` (${crl.source})` : ''} is not valid until ${iso(crl.thisUpdate)} (this clock says ${iso(now)}): check this machine's clock and the CA machine's clock (NTP)`);
       }
     }
   }
-  return { accepted: reasons.length === 0, reasons: dedupe(reasons), chain, trusted };
+  return { accepted: reasons.length === 0, reasons: dedupe(reasons), chain, trusted, warnings: [...new Set(warnings)] };
 }
 
 function listNames(cas: X509Certificate[]): string {

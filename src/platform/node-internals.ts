@@ -21,6 +21,16 @@
 //    is full. Node's own socket timeouts read it; it is the only place that sees bytes the
 //    TLS layer or an Http2Session wrote natively. limits.send_timeout uses it, and falls
 //    back to public counters (bytesWritten) when it is missing.
+// 7. The same `verifyError()` read after a handshake failed: the verify engine
+//    (tls/verify-engine.ts) keeps the handle, because OpenSSL may abort a TLS 1.2 handshake
+//    right after verifying the chain (an error left on its queue by a signature check) where
+//    a TLS 1.3 one goes on; the verification result is still there. Without it the engine
+//    reports such a chain as a TLS-level `error` instead of the listener's reason.
+// 8. The layout of the 48 bytes of `ticketKeys` (Node documents only their length): key
+//    name (16), HMAC secret (16), AES key (16); OpenSSL writes the key name at the start
+//    of every ticket it seals. tls/client-hello.ts matches an offered ticket to the key
+//    that sealed it by this name. Without it a ticket from an older key finds no match
+//    and the client makes a full handshake (nothing is accepted that would not be).
 import { createRequire } from 'node:module';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
@@ -88,6 +98,19 @@ export function tlsVerifyError(sock: TLSSocket): (Error & { code?: string }) | n
 }
 
 /** Marks a server TLSSocket whose handshake is done as tls.Server would, so http2 can take it. */
+/** Reads the verification result later, even after the socket failed and let go of its handle (6.). */
+export function retainVerifyResult(sock: TLSSocket): () => (Error & { code?: string }) | null | undefined {
+  const handle = (sock as unknown as { _handle?: { verifyError?(): (Error & { code?: string }) | null } | null })._handle;
+  return () => {
+    if (!handle || typeof handle.verifyError !== 'function') return undefined;
+    try {
+      return handle.verifyError();
+    } catch {
+      return undefined;
+    }
+  };
+}
+
 export function markHandshakeDone(sock: TLSSocket): void {
   const s = sock as unknown as { secureConnecting?: boolean };
   if (s.secureConnecting) s.secureConnecting = false;
@@ -105,6 +128,11 @@ export function nativeContext(ctx: SecureContext): NativeContext | undefined {
   const n = (ctx as unknown as { context?: Partial<NativeContext> }).context;
   if (!n || typeof n.setTicketKeys !== 'function' || typeof n.getCertificate !== 'function' || typeof n.getIssuer !== 'function') return undefined;
   return n as NativeContext;
+}
+
+/** The name OpenSSL writes at the start of each ticket sealed with these 48 ticketKeys bytes (item 6). */
+export function ticketKeyName(ticketKeys: Buffer): Buffer {
+  return ticketKeys.subarray(0, 16);
 }
 
 /** Points the context Node staples from (without SNI) at `current`, on a plain net.Server. */

@@ -6,6 +6,13 @@ import type { ConnState } from '../runtime/types.js';
 
 export interface Frontend {
   accept(sock: Socket, conn: ConnState): void;
-  /** close connections that have no request in flight (used while draining) */
+  /**
+   * Called repeatedly while the listener drains: end each connection at a request boundary.
+   * HTTP/1.1 does it without racing a client that is sending (Connection: close on the next
+   * answer; closed only after being idle for a while). HTTP/2 sends GOAWAY: streams in
+   * flight finish, and a stream the client opened before it saw the GOAWAY is refused
+   * unprocessed (REFUSED_STREAM), which RFC 9113 §8.7 lets a client retry elsewhere.
+   * What is left when the drain timeout runs out is destroyed by the listener.
+   */
   closeIdle(): void;
 }

@@ -9,6 +9,7 @@
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { startHandshake, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
+import { peekClientHello, type ClientHelloHint } from '../tls/client-hello.js';
 import { formatIdentityHeaders } from '../proxy/identity-headers.js';
 import { http1Frontend } from '../proxy/http/http1.js';
 import type { Frontend } from '../proxy/frontend.js';
@@ -245,12 +246,38 @@ export class ListenerServer {
       this.attach(raw, rt, undefined, undefined, { verify: 'NONE' }, null, remoteAddress);
       return;
     }
-    const tlsRt = rt.tls;
-    const sock = startHandshake(raw, tlsRt, alpnFor(rt), this.server);
+    // one deadline, limits.handshake_timeout, for reading the ClientHello (when it is
+    // peeked) and the whole handshake; a client that never finishes its handshake is not a
+    // failed handshake to be polite to (no courtesy hold)
+    let sock: TLSSocket | undefined;
+    let destroyNow: (() => void) | undefined;
+    const timer = setTimeout(() => {
+      rt.telemetry.log.debug({ event: 'handshake_timeout', listener: rt.name, remote_addr: remoteAddress }, 'TLS handshake not finished within limits.handshake_timeout; connection closed');
+      if (destroyNow) destroyNow();
+      else (sock ?? raw).destroy();
+    }, rt.cfg.limits.handshake_timeout);
+    raw.once('close', () => clearTimeout(timer));
+    const begin = (hint: ClientHelloHint | undefined) => {
+      sock = this.handshake(raw, rt, remoteAddress, timer, hint, (d) => (destroyNow = d));
+    };
+    if (!rt.tls.peekHello) {
+      begin(undefined);
+      return;
+    }
+    peekClientHello(raw, (hint) => {
+      try {
+        begin(hint);
+      } catch (err) {
+        connectionError({ listener: rt, remoteAddress }, raw, err, 'accept');
+      }
+    });
+  }
+
+  private handshake(raw: Socket, rt: ListenerRuntime, remoteAddress: string, timer: NodeJS.Timeout, hint: ClientHelloHint | undefined, setDestroyNow: (d: () => void) => void): TLSSocket {
+    const sock = startHandshake(raw, rt.tls!, alpnFor(rt), this.server, hint);
     this.sendTimeouts.setOuter(raw, sock);
     let secured = false;
     let reported = false;
-    let timer: NodeJS.Timeout | undefined;
     const onFailure = (err: Error & { code?: string }) => {
       clearTimeout(timer);
       if (secured || reported) return;
@@ -260,12 +287,7 @@ export class ListenerServer {
       const msg = noCert ? reasonMessage('no_cert') : `TLS handshake failed: ${err.code ?? err.message}`;
       this.handshakeFailed(rt, remoteAddress, null, reason, msg, undefined);
     };
-    const destroyNow = delayFailedHandshakeClose(sock, () => secured, onFailure, this.held);
-    // a client that never finishes its handshake is not a failed handshake to be polite to
-    timer = setTimeout(() => {
-      rt.telemetry.log.debug({ event: 'handshake_timeout', listener: rt.name, remote_addr: remoteAddress }, 'TLS handshake not finished within limits.handshake_timeout; connection closed');
-      destroyNow();
-    }, rt.cfg.limits.handshake_timeout);
+    setDestroyNow(delayFailedHandshakeClose(sock, () => secured, onFailure, this.held));
     sock.once('secure', () => {
       secured = true;
       clearTimeout(timer);
@@ -274,13 +296,14 @@ export class ListenerServer {
       // closed, as nginx does, rather than left to try again
       sock.on('secure', () => this.renegotiationAttempt(sock, rt, remoteAddress));
       // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
-      this.afterHandshake(sock, rt, remoteAddress).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
+      this.afterHandshake(sock, rt, remoteAddress, hint).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
     });
     sock.on('error', (err: Error & { code?: string }) => {
       if (secured) return;
       onFailure(err);
       sock.destroy();
     });
+    return sock;
   }
 
   /** Closes a connection that tried to renegotiate (the attempt itself was refused by OpenSSL). */
@@ -308,9 +331,11 @@ export class ListenerServer {
     this.refusedLoggedAt = now;
   }
 
-  private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): Promise<void> {
+  private async afterHandshake(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string, hint: ClientHelloHint | undefined): Promise<void> {
     const tlsRt = rt.tls!;
-    const servername = typeof sock.servername === 'string' ? sock.servername : undefined;
+    // Node 20 reports no server name for a resumed TLS 1.2 session; the handshake started
+    // on the entry of the name in its ClientHello and resumes only there (initialContext)
+    const servername = typeof sock.servername === 'string' ? sock.servername : hint?.serverName;
     const entry = selectEntry(tlsRt, servername);
     let peer: PeerResult;
     try {

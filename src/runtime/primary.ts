@@ -3,6 +3,12 @@
 // workers, replaces a worker that dies, coordinates reloads (SIGHUP, POST /reload, file
 // changes), rotates the shared session-ticket secret, and drains on SIGTERM/SIGINT.
 // It never serves proxy traffic itself.
+//
+// Shutdown (rolling updates): the signal turns /readyz to 503 at once; the workers keep
+// accepting and serving for shutdown.delay, so load balancers take the endpoint out
+// before anything is refused; then the workers close their listeners and drain (in-flight
+// requests finish, open connections are told to close, --drain-timeout bounds it all).
+// A second signal during the delay skips the rest of it.
 import { checkRuntime } from '../platform/node-internals.js';
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -69,6 +75,10 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   const workerGeneration = new Map<number, number>();
   const addresses = new Map<string, { host: string; port: number }>();
   let shuttingDown = false;
+  /** when the signal came and when the workers are told to drain (for /status) */
+  let shutdown: { signal: string; at: Date; drainAt: Date } | undefined;
+  /** set while shutdown.delay runs: workers still serve, and one that dies is replaced */
+  let grace: NodeJS.Timeout | undefined;
   let startupDone = false;
   let recentCrashes: number[] = [];
   const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
@@ -174,7 +184,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     readyIds.delete(w.id);
     startedAt.delete(w.id);
     workerGeneration.delete(w.id);
-    if (shuttingDown) return;
+    if (shuttingDown && !grace) return;
     if (!startupDone) {
       onFatal(`worker ${w.id} exited during start-up (${signal ?? `exit code ${code}`}); see the messages above`);
       return;
@@ -186,7 +196,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     // a worker that dies at once every time would otherwise spin the CPU
     const delay = recentCrashes.length > 3 ? Math.min(30_000, 250 * 2 ** (recentCrashes.length - 3)) : 0;
     setTimeout(() => {
-      if (!shuttingDown) fork();
+      if (!shuttingDown || grace) fork();
     }, delay);
   });
 
@@ -206,6 +216,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     log: telemetry.log,
     provider: {
       ready,
+      shuttingDown: () => shuttingDown,
       metrics: () => collectClusterMetrics(metrics.registry),
       status: () => ({
         ...buildStatus({
@@ -218,6 +229,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
           ...(reloads.last ? { lastReload: { at: reloads.last.at, ok: reloads.last.ok, generation: reloads.last.generation, error: reloads.last.error } } : {}),
         }),
         ...(reloads.last ? { last_reload_trigger: reloads.last.trigger } : {}),
+        ...(shutdown ? { shutdown: { signal: shutdown.signal, since: shutdown.at.toISOString(), drain_from: shutdown.drainAt.toISOString() } } : {}),
         upstreams: upstreamStatus(config, probers.status()),
       }),
       reload: () => reload('admin'),
@@ -236,16 +248,43 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   // start (or the instant they are ready) must drain, not kill the primary outright.
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => {
-      if (shuttingDown) return;
+      if (shuttingDown) {
+        if (grace) {
+          clearTimeout(grace);
+          grace = undefined;
+          telemetry.log.info({ event: 'shutdown_delay_skipped', signal: sig }, `${sig} again: draining now`);
+          if (shutdown) shutdown.drainAt = new Date();
+          drain(true);
+        }
+        return;
+      }
       shuttingDown = true;
       clearInterval(rotation);
       watcher.close();
+      // nothing routes to a proxy that never became ready: no reason to wait
+      const delay = startupDone ? config.shutdown.delay : 0;
+      shutdown = { signal: sig, at: new Date(), drainAt: new Date(Date.now() + delay) };
+      if (delay > 0) {
+        telemetry.log.info({ event: 'shutdown', signal: sig, delay_ms: delay }, `/readyz is 503; serving for shutdown.delay (${delay} ms) before draining`);
+        grace = setTimeout(() => {
+          grace = undefined;
+          drain(true);
+        }, delay);
+      } else {
+        telemetry.log.info({ event: 'shutdown', signal: sig, delay_ms: 0 }, 'draining workers');
+        drain(false);
+      }
+    };
+    const drain = (afterDelay: boolean) => {
+      if (afterDelay) telemetry.log.info({ event: 'drain_started' }, 'closing listeners and draining workers');
+      // workers keep serving with the last verdicts during shutdown.delay; none after this
       probers.stop();
-      telemetry.log.info({ event: 'shutdown', signal: sig }, 'draining workers');
       for (const w of liveWorkers()) {
-        // a worker still starting has no message handler yet: stop it directly
-        if (readyIds.has(w.id) && w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
-        else w.process.kill('SIGTERM');
+        if (w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
+        // A worker still starting has no handlers yet, so SIGTERM's default action stops it;
+        // one that has them (installed with its message handler) ignores SIGTERM and acts
+        // on the message. Either way it stops.
+        if (!readyIds.has(w.id)) w.process.kill('SIGTERM');
       }
       const deadline = setTimeout(() => {
         for (const w of liveWorkers()) w.process.kill('SIGKILL');

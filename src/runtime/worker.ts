@@ -1,5 +1,6 @@
 // A worker process: builds the configuration generation, serves the listeners, and
-// drains when the primary says so (or when the primary goes away).
+// drains when the primary says so (or when the primary goes away). Shutdown signals are
+// the primary's to handle.
 import { startProxy, type RunningProxy } from './proxy-process.js';
 import { isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
 import { setTicketKeys } from '../tls/listener-tls.js';
@@ -92,9 +93,13 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
   });
   // the primary coordinates reloads; a SIGHUP sent to the whole process group must not kill us
   process.on('SIGHUP', () => undefined);
-  // Ctrl-C reaches the whole process group: the primary coordinates the shutdown.
+  // Ctrl-C, and systemd's default KillMode=control-group, signal every process of the
+  // group: the primary coordinates the shutdown (shutdown.delay, then the drain), so a
+  // worker that still has its primary leaves it to that; one without stops by itself.
   process.on('SIGINT', () => undefined);
-  process.on('SIGTERM', () => stop(drainDefault));
+  process.on('SIGTERM', () => {
+    if (!process.connected) stop(drainDefault);
+  });
   // the primary died: stop serving rather than run unsupervised
   process.on('disconnect', () => stop(drainDefault));
 }

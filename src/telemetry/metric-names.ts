@@ -16,6 +16,8 @@ export const HANDSHAKE_RESULTS = [
   'depth_exceeded',
   'pin_mismatch',
   'policy',
+  'name_constraint',
+  'invalid_cert',
   'error',
 ] as const;
 export type HandshakeResult = (typeof HANDSHAKE_RESULTS)[number];

@@ -12,7 +12,7 @@ import type { CheckFailure } from './trust.js';
 let ca: CaHandle;
 const c: Record<'p256' | 'p384' | 'rsa2048' | 'ed25519' | 'days90' | 'days10', X509Certificate> = {} as never;
 
-const DEFAULTS: CertPolicyConfig = { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'], max_validity: 0 };
+const DEFAULTS: CertPolicyConfig = { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'], max_validity: 0, strict_rfc5280: false };
 
 before(async () => {
   ca = await createCA({ name: 'Policy CA' });

@@ -18,7 +18,9 @@ import { identityFor, leafInfo, chainAbove, rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { trustFor, type ListenerTlsConfig, type SniCertConfig } from '../config/schema.js';
 import { compileRules, type CompiledRule } from '../policy/rules.js';
-import { nativeContext, tlsVerifyError } from '../platform/node-internals.js';
+import { nativeContext, ticketKeyName, tlsVerifyError } from '../platform/node-internals.js';
+import { readTicketKeys } from './ticket-keys.js';
+import type { ClientHelloHint } from './client-hello.js';
 
 const CLIENT_AUTH_EKU = '1.3.6.1.5.5.7.3.2';
 
@@ -50,6 +52,11 @@ export interface CertEntry {
   /** lowercased; exact names or "*.example.com" */
   serverNames: string[];
   context: SecureContext;
+  /**
+   * With several ticket keys (session_tickets.key_files): a context per key, by the hex key
+   * name its tickets start with. `context` is the first key's, which seals new tickets.
+   */
+  ticketContexts?: ReadonlyMap<string, SecureContext>;
   trust: TrustRuntime;
   /** the entry's own rules (SNI entries), applied on top of the listener's */
   allow: CompiledRule[];
@@ -66,6 +73,10 @@ export interface TlsRuntime {
   /** every certificate loaded for this listener, for /status and expiry metrics */
   loaded: LoadedCert[];
   minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** ticket keys come from session_tickets.key_files; the primary's rotating secret does not apply */
+  ticketKeyFiles: boolean;
+  /** read the ClientHello first to start on its entry's (and its ticket key's) context; see client-hello.ts */
+  peekHello: boolean;
 }
 
 export interface PeerResult {
@@ -81,9 +92,10 @@ export interface PeerResult {
 }
 
 /**
- * Session ticket keys (48 bytes) for a listener. Every worker derives the same keys from
- * the primary's secret, so a client resumes on any worker; mixing in the trust digest
- * means a ticket issued under other verification settings never decrypts.
+ * Session ticket keys (48 bytes) for a certificate entry. Every worker (and, with key
+ * files, every replica) derives the same keys from the same secret, so a client resumes
+ * on any of them; mixing in the trust digest means a ticket issued under other
+ * verification settings never decrypts.
  */
 export function deriveTicketKeys(secret: Buffer | undefined, trustDigest: string): Buffer {
   if (!secret) return randomBytes(48);
@@ -92,8 +104,12 @@ export function deriveTicketKeys(secret: Buffer | undefined, trustDigest: string
   return Buffer.concat([a, b]).subarray(0, 48);
 }
 
-/** Replaces the ticket keys of the live contexts (hourly rotation); the contexts stay in use. */
+/**
+ * Replaces the ticket keys of the live contexts (the primary's hourly rotation); the
+ * contexts stay in use. Listeners with key files keep theirs: those rotate by reload.
+ */
 export function setTicketKeys(rt: TlsRuntime, secret: Buffer): void {
+  if (rt.ticketKeyFiles) return;
   for (const e of [rt.default, ...rt.entries]) {
     nativeContext(e.context)?.setTicketKeys(deriveTicketKeys(secret, e.trust.digest));
   }
@@ -107,14 +123,15 @@ function buildEntry(
   trust: TrustRuntime,
   minVersion: string,
   field: string,
-  ticketSecret: Buffer | undefined,
+  ticketSecrets: Buffer[] | undefined,
   loaded: LoadedCert[],
   rules: { allow: CompiledRule[]; deny: CompiledRule[] },
 ): CertEntry {
   const pair = readKeyPair(certFile, keyFile, field);
   for (const c of pair.chain.certs) loaded.push(describe(c, 'server', certFile));
   for (const f of trust.caFiles) for (const c of f.certs) loaded.push(describe(c, 'client_ca', f.file));
-  const context = tls.createSecureContext({
+  const keys = (ticketSecrets ?? [undefined]).map((secret) => deriveTicketKeys(secret, trust.digest));
+  const contexts = keys.map((ticketKeys) => tls.createSecureContext({
     cert: pair.chain.pem,
     key: pair.key.pem,
     // Always an explicit CA list: without `ca`, Node would trust its public root store
@@ -125,22 +142,27 @@ function buildEntry(
     // OpenSSL refuses to resume a session whose session-id context differs: bind it to
     // the digest of everything that decides acceptance
     sessionIdContext: trust.digest.slice(0, 32),
-    ticketKeys: deriveTicketKeys(ticketSecret, trust.digest),
+    ticketKeys,
     secureOptions: LISTENER_SECURE_OPTIONS,
-  });
-  return { name, serverNames, context, trust, ...rules };
+  }));
+  const ticketContexts = contexts.length > 1 ? new Map(contexts.map((c, i) => [ticketKeyName(keys[i]!).toString('hex'), c])) : undefined;
+  return { name, serverNames, context: contexts[0]!, ...(ticketContexts ? { ticketContexts } : {}), trust, ...rules };
 }
 
-/** Reads every file and builds the secure contexts. Throws PortcullisError naming the file. */
+/**
+ * Reads every file and builds the secure contexts. Throws PortcullisError naming the file.
+ * Ticket keys: the key files when configured, else the primary's shared secret.
+ */
 export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSecret?: Buffer): TlsRuntime {
   const loaded: LoadedCert[] = [];
+  const ticketSecrets = cfg.session_tickets ? readTicketKeys(cfg.session_tickets.key_files, field) : ticketSecret ? [ticketSecret] : undefined;
   const defaultTrust = buildTrust(trustFor(cfg), field, cfg.min_version);
-  const def = buildEntry('default', [], cfg.cert, cfg.key, defaultTrust, cfg.min_version, field, ticketSecret, loaded, { allow: [], deny: [] });
+  const def = buildEntry('default', [], cfg.cert, cfg.key, defaultTrust, cfg.min_version, field, ticketSecrets, loaded, { allow: [], deny: [] });
   const entries = cfg.certificates.map((e: SniCertConfig, i: number) => {
     const f = `${field}.certificates[${i}]`;
     const trust = buildTrust(trustFor(cfg, e), f, cfg.min_version);
     const names = e.server_names.map((n) => n.toLowerCase());
-    return buildEntry(names[0] ?? `entry-${i}`, names, e.cert, e.key, trust, cfg.min_version, f, ticketSecret, loaded, {
+    return buildEntry(names[0] ?? `entry-${i}`, names, e.cert, e.key, trust, cfg.min_version, f, ticketSecrets, loaded, {
       allow: compileRules(e.allow ?? [], `${f}.allow`),
       deny: compileRules(e.deny ?? [], `${f}.deny`),
     });
@@ -153,7 +175,27 @@ export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSe
     failIfNoCert: all.every((e) => e.trust.clientAuth === 'require'),
     loaded,
     minVersion: cfg.min_version,
+    ticketKeyFiles: cfg.session_tickets !== undefined,
+    // Without SNI entries and with one key, the default context is the only possible start
+    peekHello: entries.length > 0 || (ticketSecrets?.length ?? 0) > 1,
   };
+}
+
+/**
+ * The context a handshake starts on: the SNI entry's, for the key that sealed the offered
+ * ticket. OpenSSL decrypts tickets and checks the session-id context with the starting
+ * context only, so this, not SNICallback, decides which sessions can resume.
+ */
+export function initialContext(rt: TlsRuntime, hint: ClientHelloHint | undefined): SecureContext {
+  if (!hint) return rt.default.context;
+  const entry = selectEntry(rt, hint.serverName);
+  if (entry.ticketContexts) {
+    for (const name of hint.ticketKeyNames) {
+      const c = entry.ticketContexts.get(name.toString('hex'));
+      if (c) return c;
+    }
+  }
+  return entry.context;
 }
 
 /** The entry for a server name (SNI or Host): exact names first, then "*.x" for one label. */
@@ -173,13 +215,16 @@ function describe(c: X509Certificate, role: LoadedCert['role'], file: string): L
   return { role, file, subject: oneLine(c.subject), issuer: oneLine(c.issuer), notAfter: new Date(c.validTo), serial: c.serialNumber };
 }
 
-/** Starts the server side of a TLS handshake on an accepted TCP socket. */
-export function startHandshake(raw: Socket, rt: TlsRuntime, alpn: string[], server: Server): TLSSocket {
+/**
+ * Starts the server side of a TLS handshake on an accepted TCP socket; `hint` is what
+ * peekClientHello read when rt.peekHello is set.
+ */
+export function startHandshake(raw: Socket, rt: TlsRuntime, alpn: string[], server: Server, hint?: ClientHelloHint): TLSSocket {
   return new tls.TLSSocket(raw, {
     isServer: true,
     // the net.Server, so an 'OCSPRequest' listener on it (stapling) is consulted
     server,
-    secureContext: rt.default.context,
+    secureContext: initialContext(rt, hint),
     ...(rt.entries.length > 0 ? { SNICallback: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => cb(null, selectEntry(rt, name).context) } : {}),
     requestCert: rt.requestCert,
     // only sets SSL_VERIFY_FAIL_IF_NO_PEER_CERT here (no tls.Server around to destroy the
@@ -198,12 +243,26 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (trust.clientAuth === 'none') return { verify: 'NONE' };
   const leaf = sock.getPeerX509Certificate();
   if (!leaf) return { verify: 'NONE', reason: 'no_cert', message: reasonMessage('no_cert') };
-  const err = tlsVerifyError(sock);
+  return judgePeer(leaf, chainAbove(leaf), tlsVerifyError(sock), trust);
+}
+
+/**
+ * checkPeer's decision, from the leaf, the chain it sent above it (trust anchor excluded)
+ * and OpenSSL's verification result (null: verified; undefined: not reported). Also used
+ * by the verify engine when OpenSSL aborted its handshake after verifying the chain.
+ */
+export async function judgePeer(leaf: X509Certificate, chain: X509Certificate[], err: (Error & { code?: string }) | null | undefined, trust: TrustRuntime): Promise<PeerResult> {
   if (err === undefined) return fail('error', leaf, 'the TLS layer did not report a verification result');
   if (err) {
     let reason = reasonFromOpenSsl(err.code ?? '');
     // OpenSSL's purpose check is what usually catches a CA certificate presented as a leaf
     if (reason === 'bad_eku' && leaf.ca) reason = 'ca_as_leaf';
+    // OpenSSL reports one error, and for several structural faults an unspecific or
+    // version-dependent one (UNSPECIFIED for a name constraint on 3.0, INVALID_PURPOSE for
+    // a v1 intermediate): when portcullis' own rules find the fault, they name it, the
+    // same on every OpenSSL and the same as `cert verify` explains it
+    const ours = trust.rules?.(leaf, chain);
+    if (ours) return fail(ours.reason, leaf, `${ours.detail}; OpenSSL: ${err.code ?? err.message}`);
     return fail(reason, leaf, detailFor(reason, leaf, err.code ?? err.message));
   }
   // OpenSSL's ssl_client purpose check already refuses a leaf whose EKU lacks clientAuth
@@ -216,7 +275,6 @@ export async function checkPeer(sock: TLSSocket, trust: TrustRuntime): Promise<P
   if (eku && eku.length > 0 && !eku.includes(CLIENT_AUTH_EKU) && !eku.includes(ANY_EKU)) {
     return fail('bad_eku', leaf, `extended key usage is ${eku.join(', ')}`);
   }
-  const chain = chainAbove(leaf);
   if (chain.length > trust.verifyDepth) {
     return fail('depth_exceeded', leaf, `${chain.length} intermediates, verify_depth is ${trust.verifyDepth}`);
   }

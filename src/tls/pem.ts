@@ -97,6 +97,7 @@ export function readCaFiles(files: readonly string[], field: string): CertFile[]
 }
 
 /** OpenSSL prints names one attribute per line; RFC 4514 order is the reverse, comma-joined. */
-export function oneLine(name: string): string {
-  return name.split('\n').reverse().join(',');
+export function oneLine(name: string | undefined): string {
+  // undefined: an empty Name, which Node does not render
+  return (name ?? '').split('\n').reverse().join(',');
 }

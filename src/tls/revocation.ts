@@ -10,14 +10,20 @@
 // from its issuer, a CA without one refuses the chain (OpenSSL/nginx/Envoy default);
 // leaf = only the leaf must be (Envoy's only_verify_leaf_cert_crl). Trust anchors are
 // never looked up: distrust a root by removing it from client_ca.
+//
+// A CRL that must not be used counts as no CRL (pki/crl.ts crlUnusable, shared with the
+// explainer): one with a critical extension we do not process or a critical cRLNumber,
+// one signed by an issuer whose key usage lacks cRLSign, and in chain mode one without a
+// cRLNumber (leaf mode uses it and warns). Problems visible in the file alone are logged
+// at load (crl_unusable), so `portcullis check` shows them before a client is refused.
 import type { X509Certificate } from 'node:crypto';
-import { parseCrls, crlSignedBy, normalizeSerial, type CrlInfo } from '../pki/crl.js';
+import { parseCrls, crlSignedBy, crlUnusable, normalizeSerial, type CrlInfo, type CrlMode } from '../pki/crl.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { readConfigFile } from './pem.js';
 import { tlsLog } from './tls-log.js';
 import type { CheckFailure, PeerCheck } from './trust.js';
 
-export type CrlMode = 'chain' | 'leaf';
+export type { CrlMode } from '../pki/crl.js';
 
 /** How often one expired CRL is reported while handshakes keep relying on it. */
 const EXPIRED_WARN_INTERVAL_MS = 60_000;
@@ -189,6 +195,14 @@ export function buildCrlCheck(files: string[], mode: CrlMode, caCerts: X509Certi
       );
     }
     if (e.info.nextUpdate && e.info.nextUpdate.getTime() < now) warnExpired(e, now, true);
+    const unusable = crlUnusable(e.info, undefined, 'chain');
+    if (unusable) {
+      const refused = e.info.defects.length > 0 || mode === 'chain';
+      tlsLog().warn(
+        { event: 'crl_unusable', crl: e.file, issuer: e.info.issuer, crl_mode: mode, refused },
+        `CRL ${e.file} from ${e.info.issuer}: ${unusable}; ${refused ? 'it is not used, so certificates it should cover are refused as revocation_unknown' : 'it is used anyway in crl_mode: leaf'}: publish a conforming CRL and reload`,
+      );
+    }
     const list = byIssuer.get(key) ?? [];
     list.push(e);
     byIssuer.set(key, list);
@@ -224,9 +238,13 @@ function checkOne(cert: X509Certificate, isLeaf: boolean, issuer: X509Certificat
   }
   // without the issuer (a resumed session on a process that never saw the intermediate),
   // the CRL with that issuer name is used: its signature was checked in the full handshake
-  const crl = issuer ? candidates.find((e) => signedBy(e, issuer)) : candidates[0];
-  if (!crl) {
+  const signed = issuer ? candidates.filter((e) => signedBy(e, issuer)) : candidates;
+  if (signed.length === 0) {
     return { reason: 'revocation_unknown', detail: `no CRL signed by ${issuerName} covers ${what}: ${candidates.map((e) => e.file).join(', ')} carry another signature` };
+  }
+  const crl = signed.find((e) => crlUnusable(e.info, issuer, mode) === undefined);
+  if (!crl) {
+    return { reason: 'revocation_unknown', detail: `no usable CRL from ${issuerName} covers ${what}: ${signed[0]!.file} cannot be used because ${crlUnusable(signed[0]!.info, issuer, mode)}` };
   }
   if (crl.info.nextUpdate && crl.info.nextUpdate.getTime() < now) warnExpired(crl, now, false);
   const rev = crl.info.revoked.get(normalizeSerial(cert.serialNumber));

@@ -20,13 +20,17 @@ export type VerifyReason =
   | 'depth_exceeded'
   | 'pin_mismatch'
   | 'policy'
+  /** a name in the chain is outside what a CA's name constraints permit (or they are malformed) */
+  | 'name_constraint'
+  /** a certificate of the chain breaks RFC 5280 (unprocessed critical extension, v1 or unmarked CA, ...) */
+  | 'invalid_cert'
   | 'error';
 
 export type HandshakeResult = 'ok' | VerifyReason;
 
 export const HANDSHAKE_RESULTS: readonly HandshakeResult[] = [
   'ok', 'no_cert', 'unknown_ca', 'expired', 'not_yet_valid', 'revoked', 'revocation_unknown',
-  'bad_eku', 'ca_as_leaf', 'depth_exceeded', 'pin_mismatch', 'policy', 'error',
+  'bad_eku', 'ca_as_leaf', 'depth_exceeded', 'pin_mismatch', 'policy', 'name_constraint', 'invalid_cert', 'error',
 ];
 
 const OPENSSL_TO_REASON: Record<string, VerifyReason> = {
@@ -54,10 +58,36 @@ const OPENSSL_TO_REASON: Record<string, VerifyReason> = {
   CERT_REJECTED: 'bad_eku',
   CERT_CHAIN_TOO_LONG: 'depth_exceeded',
   PATH_LENGTH_EXCEEDED: 'depth_exceeded',
+  // Node names only some X509_V_ERR_* codes; for the others its `code` is OpenSSL's text
+  // (X509_verify_cert_error_string), matched here in lower case
+  'permitted subtree violation': 'name_constraint',
+  'excluded subtree violation': 'name_constraint',
+  'name constraints minimum and maximum not supported': 'name_constraint',
+  'unsupported name constraint type': 'name_constraint',
+  'unsupported or invalid name constraint syntax': 'name_constraint',
+  'unsupported or invalid name syntax': 'name_constraint',
+  'issuer has name constraints but leaf has no sans': 'name_constraint',
+  'unhandled critical extension': 'invalid_cert',
+  'invalid or inconsistent certificate extension': 'invalid_cert',
+  'invalid or inconsistent certificate policy extension': 'invalid_cert',
+  'no explicit policy': 'invalid_cert',
+  'invalid non-ca certificate (has ca markings)': 'invalid_cert',
+  'format error in certificate\'s notbefore field': 'invalid_cert',
+  'format error in certificate\'s notafter field': 'invalid_cert',
+  'certificate public key has explicit ecc parameters': 'invalid_cert',
+  'authority key identifier marked critical': 'invalid_cert',
+  'subject key identifier marked critical': 'invalid_cert',
+  'missing authority key identifier': 'invalid_cert',
+  'missing subject key identifier': 'invalid_cert',
+  'basic constraints of ca cert not marked critical': 'invalid_cert',
+  'key usage does not include certificate signing': 'unknown_ca',
+  'ee certificate key too weak': 'policy',
+  'ca certificate key too weak': 'policy',
+  'ca signature digest algorithm too weak': 'policy',
 };
 
 export function reasonFromOpenSsl(code: string): VerifyReason {
-  return OPENSSL_TO_REASON[code] ?? 'error';
+  return OPENSSL_TO_REASON[code] ?? OPENSSL_TO_REASON[code.toLowerCase()] ?? 'error';
 }
 
 /** One sentence a person can act on, for a verification failure. */
@@ -86,6 +116,10 @@ export function reasonMessage(reason: VerifyReason, detail?: string): string {
       return `the client certificate does not match any pinned fingerprint${d}; use a pinned certificate or update the pins`;
     case 'policy':
       return `the client certificate violates the certificate policy${d}; issue one that meets the policy`;
+    case 'name_constraint':
+      return `the client certificate chain breaks a CA's name constraints${d}; issue names the CA is allowed to issue, or use a CA whose constraints cover them`;
+    case 'invalid_cert':
+      return `a certificate of the client chain breaks RFC 5280${d}; have the CA re-issue it (portcullis cert verify names the certificate and the rule)`;
     case 'error':
       return `the client certificate could not be verified${d}; run \`portcullis cert verify\` on it for details`;
   }

@@ -27,6 +27,8 @@ export interface ExchangeOptions {
   path?: string;
   /** SNI; false sends none */
   servername?: string | false;
+  /** the Host header; default localhost */
+  host?: string;
   requestOCSP?: boolean;
 }
 
@@ -52,7 +54,7 @@ export function exchange(o: ExchangeOptions): Promise<Exchange> {
     sock.on('OCSPResponse', (r: Buffer | null) => (staple = r));
     sock.on('secureConnect', () => {
       reused = sock.isSessionReused();
-      sock.write(`GET ${o.path ?? '/'} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      sock.write(`GET ${o.path ?? '/'} HTTP/1.1\r\nHost: ${o.host ?? 'localhost'}\r\nConnection: close\r\n\r\n`);
     });
     sock.on('data', (d: Buffer) => chunks.push(d));
     sock.on('error', (e: Error) => (error = e.message));

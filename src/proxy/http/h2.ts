@@ -216,10 +216,12 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
     // has been processed: a stream its client reset in the same read (rapid reset) then
     // costs no admission and no upstream request. Data frames meanwhile wait in the stream.
     const start = performance.now();
-    setImmediate(() => {
-      if (stream.destroyed) return logClientReset(st.conn, start, headers);
-      guard(st.conn, session, 'h2 stream', () => onStream(stream, st.conn, headers, flags, rawHeaders, start));
-    });
+    setImmediate(() =>
+      guard(st.conn, session, 'h2 stream', () => {
+        if (stream.destroyed) return logClientReset(st.conn, start, headers);
+        onStream(stream, st.conn, headers, flags, rawHeaders, start);
+      }),
+    );
   });
   return {
     accept(sock, conn) {

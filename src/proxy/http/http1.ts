@@ -15,6 +15,10 @@
 //   client never sends its body.
 // - Every entry point and upstream callback runs inside the per-connection error boundary
 //   (../boundary.ts): an exception ends that connection, never the worker.
+// - Draining (shutdown, a listener that moved): every response from then on says
+//   Connection: close, and a connection is closed by us only once it has been idle for
+//   DRAIN_IDLE_MS. Closing idle connections at once (http.Server's closeIdleConnections)
+//   races a client that sends its next request in the same instant; it gets a reset.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { connOf, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
@@ -35,18 +39,52 @@ export interface Http1Options {
 /** Pipelined requests that may wait behind the one in flight on a connection. */
 export const MAX_PIPELINED = 16;
 
+/**
+ * While draining, how long a connection must have been idle before we close it. A client
+ * sending requests back to back is never idle this long, so it always gets its answer
+ * with Connection: close instead of a reset; an idle pooled connection costs at most this
+ * much extra shutdown time.
+ */
+export const DRAIN_IDLE_MS = 1000;
+
+interface DrainState {
+  draining: boolean;
+}
+
 export function http1Frontend(opts: Http1Options): Frontend {
-  const server = createHttp1Frontend(opts);
+  const state: DrainState = { draining: false };
+  const server = createHttp1Frontend(opts, state);
+  const sockets = new Set<Socket>();
   // 'listening' starts Node's header/request timeout bookkeeping, which it only sets up
   // for servers that listen themselves
   server.emit('listening');
   return {
-    accept: (sock, conn) => guard(conn, sock, 'http1 accept', () => server.emit('connection', sock)),
-    closeIdle: () => server.closeIdleConnections(),
+    accept: (sock, conn) =>
+      guard(conn, sock, 'http1 accept', () => {
+        sockets.add(sock);
+        sock.once('close', () => sockets.delete(sock));
+        sequencers.set(sock, { busy: false, closing: false, queue: [], idleSince: Date.now(), idleBytes: sock.bytesRead });
+        server.emit('connection', sock);
+      }),
+    closeIdle: () => {
+      state.draining = true;
+      const now = Date.now();
+      for (const sock of sockets) {
+        const s = sequencers.get(sock);
+        if (!s) continue;
+        if (s.busy) {
+          // the answer in flight closes the connection, if its head is not out yet
+          if (s.res && !s.res.headersSent) closeAfterResponse(s.res);
+        } else if (sock.bytesRead === s.idleBytes && now - s.idleSince >= DRAIN_IDLE_MS) {
+          // no byte of a next request since it went idle, for long enough
+          sock.destroy();
+        }
+      }
+    },
   };
 }
 
-export function createHttp1Frontend(opts: Http1Options): http.Server {
+export function createHttp1Frontend(opts: Http1Options, state: DrainState = { draining: false }): http.Server {
   const server = http.createServer(
     {
       maxHeaderSize: opts.maxHeaderBytes,
@@ -61,14 +99,14 @@ export function createHttp1Frontend(opts: Http1Options): http.Server {
       // admitRequest refuses a missing Host with portcullis' JSON 400 (HTTP/1.0 may omit it)
       requireHostHeader: false,
     },
-    (req, res) => onRequest(req, res, false),
+    (req, res) => onRequest(req, res, false, state),
   );
   // Node's default (2000) silently drops the fields past it from req.headers;
   // limits.max_headers is enforced in admitRequest on the whole list instead, and the
   // count stays bounded by maxHeaderSize. 0 = no truncation.
   server.maxHeadersCount = 0;
   // without this listener http.Server answers 100 Continue itself, before admission
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true));
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, true, state));
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const conn = connOf(socket);
     if (!conn) return socket.destroy();
@@ -99,6 +137,11 @@ interface Sequencer {
   last?: () => void;
   /** close by lingering (see closeAfterResponse) */
   linger?: boolean;
+  /** the response being served */
+  res?: ServerResponse;
+  /** when the last response ended (or the connection was accepted), and bytesRead then: for draining */
+  idleSince: number;
+  idleBytes: number;
 }
 
 /** Runs `fn` now, or once the request in flight on `sock` is answered; nothing is served after it. */
@@ -113,7 +156,7 @@ const sequencers = new WeakMap<Socket, Sequencer>();
 
 function sequence(sock: Socket, conn: ConnState, run: () => void): void {
   let s = sequencers.get(sock);
-  if (!s) sequencers.set(sock, (s = { busy: false, closing: false, queue: [] }));
+  if (!s) sequencers.set(sock, (s = { busy: false, closing: false, queue: [], idleSince: 0, idleBytes: 0 }));
   if (s.closing) return;
   if (!s.busy) {
     s.busy = true;
@@ -134,6 +177,9 @@ function next(sock: Socket, conn: ConnState): void {
   const s = sequencers.get(sock);
   if (!s) return;
   s.busy = false;
+  s.res = undefined;
+  s.idleSince = Date.now();
+  s.idleBytes = sock.bytesRead;
   // http.Server ends the socket right after a response that closes the connection
   if (!sock.writable || sock.destroyed) s.closing = true;
   if (s.closing) {
@@ -156,7 +202,7 @@ function next(sock: Socket, conn: ConnState): void {
   }
 }
 
-function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean, state: DrainState): void {
   const sock = req.socket;
   const conn = connOf(sock);
   if (!conn) {
@@ -171,7 +217,12 @@ function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: bo
   };
   res.once('finish', done);
   res.once('close', done);
-  sequence(sock, conn, () => serve(req, res, conn, expectContinue));
+  sequence(sock, conn, () => {
+    const s = sequencers.get(sock);
+    if (s) s.res = res;
+    if (state.draining) closeAfterResponse(res);
+    serve(req, res, conn, expectContinue);
+  });
 }
 
 /**
@@ -259,6 +310,8 @@ function closeAfterResponse(res: ServerResponse, linger = false): void {
     if (linger) s.linger = true;
   }
   if (!linger) res.shouldKeepAlive = false;
+  // a drain may already have said close: http.Server would then close with body bytes unread
+  else if (!res.headersSent) res.shouldKeepAlive = true;
 }
 
 function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expectContinue: boolean): void {
