@@ -9,6 +9,7 @@ import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCodes, PortcullisError, PortcullisErrors, type ErrorCode } from '../errors.js';
+import { parseDuration } from './duration.js';
 import {
   ConfigSchema,
   DEFAULT_ADMIN_ADDRESS,
@@ -211,7 +212,24 @@ function crossChecks(root: Raw): Found[] {
     if (kinds.get(name) === 'mixed') {
       add(['upstreams', name, 'endpoints'], 'mixes http and tcp schemes; an upstream serves either http routes (http, https, h2c) or tcp listeners (tcp, tls), so split it in two');
     }
-    const tls = obj(obj(u)?.tls);
+    const ur = obj(u);
+    if (ur?.hash_on !== undefined && ur.balance !== 'hash') {
+      add(['upstreams', name, 'hash_on'], `only used with balance: hash (this upstream balances ${str(ur.balance) ?? 'round_robin'}); set balance: hash or remove hash_on`);
+    }
+    const hc = obj(ur?.health_check);
+    if (hc) {
+      if (kinds.get(name) === 'tcp') {
+        for (const k of ['path', 'expect'] as const) {
+          if (hc[k] !== undefined) add(['upstreams', name, 'health_check', k], `tcp and tls endpoints are checked with a connect (and TLS handshake), which has no ${k === 'path' ? 'path' : 'status'}; remove health_check.${k}`);
+        }
+      }
+      const iv = parseDuration(hc.interval ?? '5s');
+      const to = parseDuration(hc.timeout ?? '1s');
+      if (iv !== undefined && to !== undefined && iv > 0 && to >= iv) {
+        add(['upstreams', name, 'health_check', 'timeout'], `${to} ms is not shorter than interval (${iv} ms), so probes would overlap; make timeout shorter than interval`);
+      }
+    }
+    const tls = obj(ur?.tls);
     if (tls && (tls.cert === undefined) !== (tls.key === undefined)) {
       const missing = tls.cert === undefined ? 'cert' : 'key';
       add(['upstreams', name, 'tls', missing], `required when tls.${missing === 'cert' ? 'key' : 'cert'} is set; give both the client certificate and its private key`);

@@ -437,12 +437,54 @@ const endpoint = z.string().superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
+/**
+ * Active health checks (docs/upstreams.md): one prober per endpoint in the primary process,
+ * results sent to every worker. http/https/h2c endpoints get a GET of `path`; tcp/tls
+ * endpoints a connect (and TLS handshake). `expect` lists the statuses that count as
+ * healthy (default any 2xx or 3xx).
+ */
 const HealthCheckSchema = strict({
   path: urlPath().default('/healthz'),
   interval: duration({ positive: true }).default(5_000),
   timeout: duration({ positive: true }).default(1_000),
   healthy: int(1).default(2),
   unhealthy: int(1).default(3),
+  expect: z
+    .array(z.number().int().min(100).max(599))
+    .min(1, { message: 'an empty list would never pass; list the healthy statuses, e.g. [200, 204], or remove expect' })
+    .optional(),
+});
+
+/**
+ * Passive health (Envoy outlier detection, nginx max_fails/fail_timeout): an endpoint that
+ * fails `consecutive_failures` times in a row (connect failure, reset, timeout, and 5xx
+ * unless count_5xx is false) is skipped for base_ejection x (times ejected), at most
+ * max_ejection; never more than max_ejected_percent of the endpoints at once (but always
+ * at least one may go). consecutive_failures: 0 turns it off.
+ */
+const OutlierSchema = strict({
+  consecutive_failures: int(0).default(5),
+  base_ejection: duration({ positive: true }).default(30_000),
+  max_ejection: duration({ positive: true }).default(300_000),
+  max_ejected_percent: z.number().int().min(0).max(100).default(50),
+  count_5xx: z.boolean().default(true),
+});
+
+/**
+ * Bounds retries over the whole upstream (Envoy's retry budget): retries in flight may be
+ * at most `percent` of requests in flight, but `min_concurrent` are always allowed.
+ */
+const RetryBudgetSchema = strict({
+  percent: z.number().min(0).max(100).default(20),
+  min_concurrent: int(0).default(3),
+});
+
+/** hash_on: identity (SPIFFE ID, else leaf fingerprint) or header:<name> */
+const hashOn = z.string().transform((v, ctx): { kind: 'identity' } | { kind: 'header'; name: string } => {
+  if (v === 'identity') return { kind: 'identity' };
+  const m = /^header:([!#$%&'*+.^_`|~0-9A-Za-z-]+)$/.exec(v);
+  if (m) return { kind: 'header', name: m[1]!.toLowerCase() };
+  return fail(ctx, `${show(v)} is not a hash key; use identity or header:<name>, e.g. header:x-user-id`);
 });
 
 const UpstreamTlsSchema = strict({
@@ -465,7 +507,13 @@ const UpstreamLimitsSchema = strict({
 
 const UpstreamSchema = strict({
   endpoints: stringList(endpoint).refine((l) => l.length > 0, { message: 'must not be empty; list at least one URL, e.g. http://127.0.0.1:8080' }),
-  balance: z.enum(['round_robin', 'least_request', 'random']).default('round_robin'),
+  balance: z.enum(['round_robin', 'least_request', 'random', 'hash']).default('round_robin'),
+  /** the key of balance: hash (load.ts: only with hash) */
+  hash_on: hashOn.optional(),
+  /** extra attempts on another endpoint: after a connect failure (any request), or a reset before any response byte (idempotent requests without a body) */
+  retries: int(0).default(2),
+  retry_budget: RetryBudgetSchema.prefault({}),
+  outlier: OutlierSchema.prefault({}),
   timeouts: strict({
     connect: duration().default(2_000),
     request: duration().default(30_000),
@@ -532,6 +580,8 @@ export type UpstreamConfig = Config['upstreams'][string];
 export type UpstreamTlsConfig = NonNullable<UpstreamConfig['tls']>;
 export type HealthCheckConfig = NonNullable<UpstreamConfig['health_check']>;
 export type UpstreamLimitsConfig = UpstreamConfig['limits'];
+export type OutlierConfig = UpstreamConfig['outlier'];
+export type HashOn = NonNullable<UpstreamConfig['hash_on']>;
 export type ClientAuth = z.output<typeof ClientAuthSchema>;
 export type IdentityHeaderFormat = z.output<typeof IdentityHeaderSchema>;
 

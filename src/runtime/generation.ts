@@ -11,6 +11,7 @@ import { TcpUpstream } from '../upstream/tcp-upstream.js';
 import { TCP_SCHEMES } from '../config/schema.js';
 import type { ListenerRuntime, RouteRuntime } from './types.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
+import type { UpstreamObserver } from '../upstream/balancer.js';
 
 export interface Generation {
   id: number;
@@ -63,15 +64,31 @@ function collect(errors: PortcullisError[], fn: () => void): void {
   }
 }
 
+/** Balancer events to metrics and the log (an ejection and its end are logged once each, per worker). */
+function upstreamObserver(t: Telemetry): UpstreamObserver {
+  return {
+    result: t.upstreamResult,
+    retry: t.upstreamRetry,
+    ejected(upstream, endpoint, ms, reason) {
+      t.upstreamEjection(upstream, endpoint);
+      t.log.warn({ event: 'upstream_endpoint_ejected', upstream, endpoint, ejection_ms: ms, error: reason }, `upstream ${upstream} endpoint ${endpoint} ejected for ${Math.round(ms / 1000)} s after failures in a row (last: ${reason})`);
+    },
+    returned(upstream, endpoint) {
+      t.log.info({ event: 'upstream_endpoint_returned', upstream, endpoint }, `upstream ${upstream} endpoint ${endpoint} takes traffic again after its ejection`);
+    },
+  };
+}
+
 export function buildGeneration(config: LoadedConfig, id: number, telemetry: Telemetry, ticketSecret?: Buffer): Generation {
   const errors: PortcullisError[] = [];
+  const observer = upstreamObserver(telemetry);
   const upstreams = new Map<string, UpstreamPool>();
   const tcpUpstreams = new Map<string, TcpUpstream>();
   for (const [name, up] of Object.entries(config.upstreams)) {
     // the schema forbids mixing schemes, so the first endpoint tells the kind
     const tcp = (TCP_SCHEMES as readonly string[]).includes(new URL(up.endpoints[0]!).protocol.slice(0, -1));
-    if (tcp) collect(errors, () => tcpUpstreams.set(name, new TcpUpstream(name, up, `upstreams.${name}`)));
-    else collect(errors, () => upstreams.set(name, new UpstreamPool(name, up, `upstreams.${name}`)));
+    if (tcp) collect(errors, () => tcpUpstreams.set(name, new TcpUpstream(name, up, `upstreams.${name}`, observer)));
+    else collect(errors, () => upstreams.set(name, new UpstreamPool(name, up, `upstreams.${name}`, observer)));
   }
   const listeners = new Map<string, ListenerRuntime>();
   const refs = new GenerationRefs(() => {

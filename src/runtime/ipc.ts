@@ -2,8 +2,18 @@
 // both sides agree on the shapes. (Metrics scrapes use their own messages, defined in
 // telemetry/metrics.ts: metrics-req / metrics-res.)
 
+/** An active health check verdict (the primary runs the probers; see upstream/health-check.ts). */
+export interface HealthUpdate {
+  upstream: string;
+  endpoint: string;
+  healthy: boolean;
+  outcome: { ok: boolean; at: number; error?: string | undefined };
+}
+
 export type ToWorker =
   | { pcl: 'shutdown'; drainMs: number }
+  /** endpoints whose health check verdict changed (or all of them, for a worker that starts) */
+  | { pcl: 'health'; updates: HealthUpdate[] }
   | { pcl: 'ticket-secret'; secret: string }
   /** reload phase 1: build generation `id` from the config file, change nothing yet */
   | { pcl: 'prepare'; id: number }
@@ -27,4 +37,6 @@ export const WORKER_ENV = {
   ticketSecret: 'PORTCULLIS_TICKET_SECRET',
   drainMs: 'PORTCULLIS_DRAIN_MS',
   generation: 'PORTCULLIS_GENERATION',
+  /** JSON HealthUpdate[]: the verdicts so far, applied before the worker serves */
+  health: 'PORTCULLIS_HEALTH',
 } as const;

@@ -27,6 +27,8 @@ import { VERSION } from '../version.js';
 import { ReloadCoordinator } from './reload.js';
 import { watchFiles } from './watch.js';
 import { workerOpenSslArgs } from './openssl-config.js';
+import { HealthProbers, type ProbeReport } from '../upstream/health-check.js';
+import type { HealthUpdate } from './ipc.js';
 
 export interface PrimaryOptions {
   drainMs: number;
@@ -81,6 +83,31 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   let recentCrashes: number[] = [];
   const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
 
+  // one prober per endpoint for the whole process tree; workers learn the verdicts by IPC
+  const toUpdate = (r: { upstream: string; endpoint: string; healthy: boolean; last_probe?: HealthUpdate['outcome'] | null; outcome?: HealthUpdate['outcome'] }): HealthUpdate => ({
+    upstream: r.upstream,
+    endpoint: r.endpoint,
+    healthy: r.healthy,
+    outcome: r.outcome ?? r.last_probe ?? { ok: true, at: 0 },
+  });
+  const probers = new HealthProbers((r: ProbeReport) => {
+    metrics.probe(r.upstream, r.endpoint, r.outcome.ok);
+    if (!r.changed) return;
+    metrics.setEndpointHealth(r.upstream, r.endpoint, r.healthy);
+    if (r.healthy) telemetry.log.info({ event: 'upstream_endpoint_healthy', upstream: r.upstream, endpoint: r.endpoint }, `upstream ${r.upstream} endpoint ${r.endpoint} passes its health check again`);
+    else telemetry.log.warn({ event: 'upstream_endpoint_unhealthy', upstream: r.upstream, endpoint: r.endpoint, error: r.outcome.error }, `upstream ${r.upstream} endpoint ${r.endpoint} fails its health check (${r.outcome.error ?? 'failed'}); no traffic goes to it until it passes`);
+    broadcast({ pcl: 'health', updates: [toUpdate(r)] });
+  });
+  const healthGauges = (c: LoadedConfig) => {
+    metrics.resetEndpointHealth();
+    const verdicts = new Map(probers.status().map((s) => [`${s.upstream}\0${s.endpoint}`, s.healthy]));
+    for (const [name, up] of Object.entries(c.upstreams)) {
+      for (const ep of up.endpoints) metrics.setEndpointHealth(name, ep, verdicts.get(`${name}\0${ep}`) ?? true);
+    }
+  };
+  probers.update(config);
+  healthGauges(config);
+
   const reloads = new ReloadCoordinator({
     configPath,
     telemetry,
@@ -92,6 +119,8 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       certificates = certs;
       metrics.setCertificates(certs);
       watcher.update(watchedFiles(next));
+      probers.update(next);
+      healthGauges(next);
       if (workerCount(next) !== workerCount(before) || next.admin.address !== before.admin.address || JSON.stringify(next.log) !== JSON.stringify(before.log)) {
         telemetry.log.warn({ event: 'reload_needs_restart' }, 'changes to workers, admin or log settings take effect after a restart');
       }
@@ -109,12 +138,15 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       [WORKER_ENV.ticketSecret]: secret.toString('hex'),
       [WORKER_ENV.drainMs]: String(opts.drainMs),
       [WORKER_ENV.generation]: String(reloads.generation),
+      [WORKER_ENV.health]: JSON.stringify(probers.status().map(toUpdate)),
     });
     startedAt.set(w.id, new Date());
     w.on('message', (m: unknown) => {
       if (!isPortcullisMessage(m)) return;
       const msg = m as FromWorker;
       if (msg.pcl === 'ready') {
+        // verdicts that changed while it started
+        w.send({ pcl: 'health', updates: probers.status().map(toUpdate) } satisfies ToWorker);
         readyIds.add(w.id);
         workerGeneration.set(w.id, msg.generation);
         for (const [name, a] of Object.entries(msg.addresses)) addresses.set(name, a);
@@ -198,6 +230,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
         }),
         ...(reloads.last ? { last_reload_trigger: reloads.last.trigger } : {}),
         ...(shutdown ? { shutdown: { signal: shutdown.signal, since: shutdown.at.toISOString(), drain_from: shutdown.drainAt.toISOString() } } : {}),
+        upstreams: upstreamStatus(config, probers.status()),
       }),
       reload: () => reload('admin'),
     },
@@ -244,6 +277,8 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     };
     const drain = (afterDelay: boolean) => {
       if (afterDelay) telemetry.log.info({ event: 'drain_started' }, 'closing listeners and draining workers');
+      // workers keep serving with the last verdicts during shutdown.delay; none after this
+      probers.stop();
       for (const w of liveWorkers()) {
         if (w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
         // A worker still starting has no handlers yet, so SIGTERM's default action stops it;
@@ -277,6 +312,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   } catch (err) {
     shuttingDown = true;
     watcher.close();
+    probers.stop();
     clearInterval(rotation);
     for (const w of liveWorkers()) w.kill();
     await admin.close();
@@ -285,6 +321,29 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
 
 
   return { telemetry, admin, stopped };
+}
+
+/**
+ * /status `upstreams`: each endpoint with its health check state (healthy, unhealthy, or
+ * unchecked without a health_check) and last probe. Passive state (ejections, in flight)
+ * is per worker: see the portcullis_upstream_* metrics.
+ */
+function upstreamStatus(config: LoadedConfig, verdicts: ReturnType<HealthProbers['status']>) {
+  const byKey = new Map(verdicts.map((v) => [`${v.upstream}\0${v.endpoint}`, v]));
+  return Object.entries(config.upstreams).map(([name, up]) => ({
+    name,
+    balance: up.balance,
+    health_check: !!up.health_check,
+    endpoints: up.endpoints.map((ep) => {
+      const v = byKey.get(`${name}\0${ep}`);
+      const p = v?.last_probe;
+      return {
+        endpoint: ep,
+        state: !v ? 'unchecked' : v.healthy ? 'healthy' : 'unhealthy',
+        last_probe: p ? { at: new Date(p.at).toISOString(), ok: p.ok, ...(p.error ? { error: p.error } : {}) } : null,
+      };
+    }),
+  }));
 }
 
 function broadcast(m: ToWorker): void {

@@ -7,6 +7,12 @@ import { setTicketKeys } from '../tls/listener-tls.js';
 import { PortcullisError, PortcullisErrors } from '../errors.js';
 import type { Generation } from './generation.js';
 import type { MetricHooks } from '../telemetry/telemetry.js';
+import { applyProbe } from '../upstream/endpoint-state.js';
+import type { HealthUpdate } from './ipc.js';
+
+function applyHealth(updates: HealthUpdate[]): void {
+  for (const u of updates) applyProbe(u.upstream, u.endpoint, u.healthy, u.outcome);
+}
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -22,6 +28,12 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
   const secretHex = process.env[WORKER_ENV.ticketSecret];
   const drainDefault = Number(process.env[WORKER_ENV.drainMs] ?? 30_000);
   let proxy: RunningProxy;
+  // the health check verdicts so far, before the first request is served
+  try {
+    applyHealth(JSON.parse(process.env[WORKER_ENV.health] ?? '[]') as HealthUpdate[]);
+  } catch {
+    // no verdicts: endpoints start healthy and the next change arrives by message
+  }
   try {
     proxy = await startProxy(configPath, {
       ticketSecret: secretHex ? Buffer.from(secretHex, 'hex') : undefined,
@@ -47,6 +59,7 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
     if (!isPortcullisMessage(m)) return;
     const msg = m as ToWorker;
     if (msg.pcl === 'shutdown') stop(msg.drainMs);
+    else if (msg.pcl === 'health') applyHealth(msg.updates);
     else if (msg.pcl === 'ticket-secret') {
       const secret = Buffer.from(msg.secret, 'hex');
       for (const l of proxy.generation.listeners.values()) if (l.tls) setTicketKeys(l.tls, secret);

@@ -30,6 +30,13 @@ export type AuthzDecision = (typeof AUTHZ_DECISIONS)[number];
 export const RELOAD_RESULTS = ['success', 'failure'] as const;
 export type ReloadResult = (typeof RELOAD_RESULTS)[number];
 
+/** `result` of portcullis_upstream_requests_total: one attempt on one endpoint */
+export const UPSTREAM_RESULTS = ['ok', '5xx', 'connect_failure', 'reset', 'timeout'] as const;
+export type UpstreamResultLabel = (typeof UPSTREAM_RESULTS)[number];
+
+/** `result` of portcullis_upstream_health_checks_total */
+export const HEALTH_CHECK_RESULTS = ['ok', 'failure'] as const;
+
 /** `role` of portcullis_certificate_expiry_timestamp_seconds */
 export const CERT_ROLES = ['server', 'client_ca'] as const;
 
@@ -84,6 +91,30 @@ export const METRICS = {
     help: 'Whether an upstream endpoint passes its health check (1) or not (0).',
     type: 'gauge',
     labels: ['upstream', 'endpoint'],
+  },
+  upstreamRequests: {
+    name: 'portcullis_upstream_requests_total',
+    help: 'Attempts sent to an upstream endpoint (a retry is a second attempt), by result: ok, 5xx, connect_failure, reset or timeout.',
+    type: 'counter',
+    labels: ['upstream', 'endpoint', 'result'],
+  },
+  upstreamRetries: {
+    name: 'portcullis_upstream_retries_total',
+    help: 'Requests sent again to another endpoint of an upstream after a connect failure or a reset before any response byte.',
+    type: 'counter',
+    labels: ['upstream'],
+  },
+  upstreamEjections: {
+    name: 'portcullis_upstream_ejections_total',
+    help: 'Times an endpoint was ejected by outlier detection (failures in a row), counted in each worker that ejected it.',
+    type: 'counter',
+    labels: ['upstream', 'endpoint'],
+  },
+  healthChecks: {
+    name: 'portcullis_upstream_health_checks_total',
+    help: 'Active health check probes (one prober per endpoint in the primary), by result: ok or failure.',
+    type: 'counter',
+    labels: ['upstream', 'endpoint', 'result'],
   },
   certificateExpiry: {
     name: 'portcullis_certificate_expiry_timestamp_seconds',

@@ -42,6 +42,11 @@ const SPEC_NAMES = [
   'portcullis_reloads_total',
   // SPEC §10 (wave 2)
   'portcullis_connection_errors_total',
+  'portcullis_upstream_requests_total',
+  'portcullis_upstream_retries_total',
+  'portcullis_upstream_ejections_total',
+  // issue 13: active health check probes (docs/upstreams.md)
+  'portcullis_upstream_health_checks_total',
 ];
 
 test('metric-names lists every SPEC §8 metric, once, with valid names', () => {

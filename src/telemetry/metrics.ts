@@ -19,6 +19,7 @@ import {
   type MetricDef,
   type ReloadResult,
   RELOAD_RESULTS,
+  UPSTREAM_RESULTS,
 } from './metric-names.js';
 
 type Labels = Record<string, string | number>;
@@ -105,6 +106,15 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
   const authz = new Map<string, Map<string, AuthzSeries>>();
   const connections = new Map<string, Series>();
   const connectionErrors = new Map<string, Series>();
+  /** upstream\0endpoint\0result, upstream, upstream\0endpoint: bounded by the config */
+  const upstreamResults = new Map<string, Series>();
+  const upstreamRetries = new Map<string, Series>();
+  const upstreamEjections = new Map<string, Series>();
+  const bump = (m: Map<string, Series>, key: string, labels: () => Record<string, string>) => {
+    let s = m.get(key);
+    if (s === undefined) m.set(key, (s = { labels: labels(), value: 0 }));
+    s.value++;
+  };
 
   // --- slow paths: the first time a listener / route / code is seen
   const newHandshakeListener = (listener: string): Map<string, Series> => {
@@ -186,6 +196,17 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
       if (s === undefined) connectionErrors.set(listener, (s = { labels: { listener }, value: 0 }));
       s.value++;
     },
+    upstreamResult(upstream, endpoint, result) {
+      // a result outside the list counts as reset and adds no label value
+      const r = (UPSTREAM_RESULTS as readonly string[]).includes(result) ? result : 'reset';
+      bump(upstreamResults, `${upstream}\0${endpoint}\0${r}`, () => ({ upstream, endpoint, result: r }));
+    },
+    upstreamRetry(upstream) {
+      bump(upstreamRetries, upstream, () => ({ upstream }));
+    },
+    upstreamEjection(upstream, endpoint) {
+      bump(upstreamEjections, `${upstream}\0${endpoint}`, () => ({ upstream, endpoint }));
+    },
   };
 
   // --- collection (scrape time)
@@ -231,6 +252,9 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
   );
   collector(registry, METRICS.activeConnections, () => snapshot(connections.values()), () => connections.clear());
   collector(registry, METRICS.connectionErrors, () => snapshot(connectionErrors.values()), () => connectionErrors.clear());
+  collector(registry, METRICS.upstreamRequests, () => snapshot(upstreamResults.values()), () => upstreamResults.clear());
+  collector(registry, METRICS.upstreamRetries, () => snapshot(upstreamRetries.values()), () => upstreamRetries.clear());
+  collector(registry, METRICS.upstreamEjections, () => snapshot(upstreamEjections.values()), () => upstreamEjections.clear());
 
   return { ...hooks, registry };
 }
@@ -247,6 +271,8 @@ export interface PrimaryMetrics {
   setEndpointHealth(upstream: string, endpoint: string, healthy: boolean): void;
   /** forgets every endpoint series (call when a reload changes the upstreams) */
   resetEndpointHealth(): void;
+  /** counts one active health check probe */
+  probe(upstream: string, endpoint: string, ok: boolean): void;
 }
 
 export function createPrimaryMetrics(registry: Registry = new Registry()): PrimaryMetrics {
@@ -274,8 +300,18 @@ export function createPrimaryMetrics(registry: Registry = new Registry()): Prima
     aggregator: 'min',
   });
 
+  const probes = new Counter({
+    name: METRICS.healthChecks.name,
+    help: METRICS.healthChecks.help,
+    labelNames: METRICS.healthChecks.labels,
+    registers: [registry],
+  });
+
   return {
     registry,
+    probe(upstream, endpoint, ok) {
+      probes.inc({ upstream, endpoint, result: ok ? 'ok' : 'failure' });
+    },
     setCertificates(certs) {
       // A CA rotation bundle may hold an old and a new CA with the same subject in one
       // file: keep the soonest expiry, the one an alert must fire for.

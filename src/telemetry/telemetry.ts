@@ -33,6 +33,12 @@ export interface MetricHooks {
   connection(listener: string, delta: 1 | -1): void;
   /** a connection ended by an unexpected error while serving it (the error boundary) */
   connectionError(listener: string): void;
+  /** one attempt on an upstream endpoint finished; result is a UPSTREAM_RESULTS value */
+  upstreamResult(upstream: string, endpoint: string, result: string): void;
+  /** a request went to another endpoint (failover or retry) */
+  upstreamRetry(upstream: string): void;
+  /** outlier detection ejected an endpoint */
+  upstreamEjection(upstream: string, endpoint: string): void;
 }
 
 export interface Telemetry extends MetricHooks {
@@ -48,6 +54,9 @@ export const noMetrics: MetricHooks = {
   authz: () => undefined,
   connection: () => undefined,
   connectionError: () => undefined,
+  upstreamResult: () => undefined,
+  upstreamRetry: () => undefined,
+  upstreamEjection: () => undefined,
 };
 
 export interface LogConfig {
@@ -78,6 +87,9 @@ export function createTelemetry(cfg: LogConfig, metrics: MetricHooks = noMetrics
     authz: metrics.authz,
     connection: metrics.connection,
     connectionError: metrics.connectionError,
+    upstreamResult: metrics.upstreamResult,
+    upstreamRetry: metrics.upstreamRetry,
+    upstreamEjection: metrics.upstreamEjection,
   };
 }
 

@@ -381,6 +381,8 @@ export class H1Conn {
 
   /** The socket failed: fail the request on it (or retry it, see the file comment). */
   fail(err: Error & { code?: string }): void {
+    // nothing reached the upstream: the balancer may send any request elsewhere
+    if (this.connecting) (err as { connectFailed?: boolean }).connectFailed = true;
     const ex = this.ex;
     this.ex = null;
     this.destroy();

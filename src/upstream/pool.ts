@@ -1,7 +1,7 @@
 // Upstream endpoint pools: one H1Pool (keep-alive, connection reuse) per http/https
 // endpoint, HTTP/2 sessions for h2c endpoints (and for gRPC to https endpoints, ALPN h2),
-// chosen round robin. Built once per configuration generation and closed when the
-// generation is released. All pools of an upstream share one UpstreamLimiter
+// chosen by the upstream's Balancer (balancer.ts). Built once per configuration generation
+// and closed when the generation is released. All pools of an upstream share one UpstreamLimiter
 // (upstreams.<name>.limits), which also bounds its WebSocket connections.
 import type { ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls } from './upstream-tls.js';
@@ -10,6 +10,8 @@ import { H1Pool } from './h1-pool.js';
 import { UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { Balancer, type UpstreamObserver } from './balancer.js';
+import { endpointState, type EndpointState } from './endpoint-state.js';
 
 export interface Endpoint {
   url: URL;
@@ -21,6 +23,8 @@ export interface Endpoint {
   h2: H2SessionPool | undefined;
   /** TLS options of https endpoints (WebSocket upgrades connect with them) */
   tls: ConnectionOptions | undefined;
+  /** health, ejection and requests in flight (shared across generations) */
+  state: EndpointState;
 }
 
 export class UpstreamPool {
@@ -29,9 +33,11 @@ export class UpstreamPool {
   readonly requestTimeout: number;
   readonly idleTimeout: number;
   readonly limiter: UpstreamLimiter;
-  private next = 0;
+  readonly balancer: Balancer<Endpoint>;
+  /** balance: hash on a header: its lowercase name (otherwise the client identity) */
+  readonly hashHeader: string | undefined;
 
-  constructor(name: string, cfg: UpstreamConfig, field: string) {
+  constructor(name: string, cfg: UpstreamConfig, field: string, observer?: UpstreamObserver) {
     this.name = name;
     this.requestTimeout = cfg.timeouts.request;
     this.idleTimeout = cfg.timeouts.idle;
@@ -48,20 +54,25 @@ export class UpstreamPool {
       }
       const secure = url.protocol === 'https:';
       const tls = secure ? tlsOpts ?? {} : undefined;
+      const state = endpointState(name, raw);
       const h2 = url.protocol === 'http:' ? undefined : new H2SessionPool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls, limiter });
-      if (url.protocol === 'h2c:') return { url, label: raw, h1: undefined, h2, tls };
+      if (url.protocol === 'h2c:') return { url, label: raw, h1: undefined, h2, tls, state };
       // a shorter Keep-Alive hint from the upstream is honoured, so an upstream that
       // closes idle connections sooner does not cause resets on reuse
       const h1 = new H1Pool(url, { connectTimeout: cfg.timeouts.connect, idleTimeout: cfg.timeouts.idle, tls, limiter });
-      return { url, label: raw, h1, h2, tls };
+      return { url, label: raw, h1, h2, tls, state };
     });
+    this.balancer = new Balancer(name, this.endpoints, cfg, observer);
+    const on = cfg.balance === 'hash' ? cfg.hash_on ?? { kind: 'identity' as const } : undefined;
+    this.hashHeader = on?.kind === 'header' ? on.name : undefined;
   }
 
-  /** Round robin over the endpoints. */
-  pick(): Endpoint {
-    const ep = this.endpoints[this.next]!;
-    this.next = this.next + 1 === this.endpoints.length ? 0 : this.next + 1;
-    return ep;
+  /** The key balance: hash uses for a request: a header's first value, or the client identity. */
+  hashKey(clientKey: string | undefined, headers: readonly string[]): string | undefined {
+    const name = this.hashHeader;
+    if (name === undefined) return clientKey;
+    for (let i = 0; i < headers.length; i += 2) if (headers[i]!.length === name.length && headers[i]!.toLowerCase() === name) return headers[i + 1];
+    return undefined;
   }
 
   /**

@@ -13,6 +13,9 @@ function cfg(endpoints: string[], over: Partial<UpstreamConfig> = {}): UpstreamC
     balance: 'round_robin',
     timeouts: { connect: 2000, request: 30_000, idle: 60_000 },
     limits: { max_connections: 1024, max_pending: 1024, max_requests: 1024 },
+    retries: 2,
+    retry_budget: { percent: 20, min_concurrent: 3 },
+    outlier: { consecutive_failures: 5, base_ejection: 30_000, max_ejection: 300_000, max_ejected_percent: 50, count_5xx: true },
     ...over,
   } as UpstreamConfig;
 }
@@ -22,17 +25,19 @@ function connect(up: TcpUpstream, i = 0): Promise<{ err?: TcpConnectError; sock?
   return new Promise((resolve) => up.connect(up.endpoints[i]!, (err, sock) => resolve({ ...(err ? { err } : {}), ...(sock ? { sock } : {}), ms: Date.now() - t0 })));
 }
 
-test('round robin: each call starts at the next endpoint and lists the others after it', () => {
-  const up = new TcpUpstream('db', cfg(['tcp://10.0.0.1:1', 'tcp://10.0.0.2:2', 'tcp://[::1]:3']), 'upstreams.db');
-  const firsts = [0, 1, 2, 3].map(() => up.order().map((e) => e.port));
-  assert.deepEqual(firsts, [[1, 2, 3], [2, 3, 1], [3, 1, 2], [1, 2, 3]]);
+test('round robin: each pick is the next endpoint; a retry skips the endpoints tried', () => {
+  const up = new TcpUpstream('db-rr', cfg(['tcp://10.0.0.1:1', 'tcp://10.0.0.2:2', 'tcp://[::1]:3']), 'upstreams.db');
+  const firsts = [0, 1, 2, 3].map(() => up.balancer.pick()!.port);
+  assert.deepEqual(firsts, [1, 2, 3, 1]);
+  assert.equal(up.balancer.pick(undefined, [up.endpoints[1]!])!.port, 3);
   assert.equal(up.endpoints[2]!.host, '::1');
 });
 
 test('least_request prefers the endpoint with the fewest open connections', () => {
-  const up = new TcpUpstream('db', cfg(['tcp://10.0.0.1:1', 'tcp://10.0.0.2:2'], { balance: 'least_request' }), 'upstreams.db');
-  up.endpoints[0]!.active = 3;
-  assert.equal(up.order()[0]!.port, 2);
+  const up = new TcpUpstream('db-lr', cfg(['tcp://10.0.0.1:1', 'tcp://10.0.0.2:2'], { balance: 'least_request' }), 'upstreams.db');
+  up.endpoints[0]!.state.inflight = 3;
+  for (let i = 0; i < 10; i++) assert.equal(up.balancer.pick()!.port, 2);
+  up.endpoints[0]!.state.inflight = 0;
 });
 
 test('a tls:// endpoint that never answers the handshake fails after timeouts.connect', async (t) => {
@@ -58,10 +63,10 @@ test('a refused connection reports its errno, and a connected socket counts as a
   const up = new TcpUpstream('db', cfg([`tcp://127.0.0.1:${port}`]), 'upstreams.db');
   const ok = await connect(up);
   assert.ok(ok.sock);
-  assert.equal(up.endpoints[0]!.active, 1);
+  assert.equal(up.endpoints[0]!.state.inflight, 1);
   ok.sock.destroy();
   await new Promise((r) => ok.sock!.once('close', r));
-  assert.equal(up.endpoints[0]!.active, 0);
+  assert.equal(up.endpoints[0]!.state.inflight, 0);
   await new Promise((r) => server.close(r));
   const refused = await connect(up);
   assert.equal(refused.err?.code, 'ECONNREFUSED');

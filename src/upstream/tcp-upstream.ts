@@ -1,5 +1,7 @@
 // Endpoints of an upstream that tcp listeners forward whole connections to (tcp:// and
 // tls:// URLs). No pooling: every client connection gets its own upstream connection.
+// Endpoints are chosen by the shared Balancer (balancer.ts); a connect failure moves on
+// to the next available endpoint (see tcp-frontend.ts).
 // The TLS context toward tls:// endpoints is built once per configuration generation.
 // upstreams.<name>.limits apply as for HTTP: each upstream connection (being opened or
 // open) holds a connection slot and counts as one request in flight; a connection that
@@ -10,6 +12,8 @@ import { buildUpstreamTls } from './upstream-tls.js';
 import { UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { Balancer, type UpstreamObserver } from './balancer.js';
+import { endpointState, type EndpointState } from './endpoint-state.js';
 
 export interface TcpEndpoint {
   host: string;
@@ -17,8 +21,8 @@ export interface TcpEndpoint {
   secure: boolean;
   /** endpoint as written in the config, for logs */
   label: string;
-  /** open connections, for least_request */
-  active: number;
+  /** health, ejection, open connections (state.inflight, for least_request) */
+  state: EndpointState;
 }
 
 /** Why an endpoint could not be reached; the message names the endpoint. */
@@ -37,13 +41,11 @@ export class TcpUpstream {
   readonly endpoints: TcpEndpoint[];
   readonly connectTimeout: number;
   readonly limiter: UpstreamLimiter;
-  private readonly balance: UpstreamConfig['balance'];
+  readonly balancer: Balancer<TcpEndpoint>;
   private readonly tlsOptions: ConnectionOptions | undefined;
-  private next = 0;
 
-  constructor(name: string, cfg: UpstreamConfig, field: string) {
+  constructor(name: string, cfg: UpstreamConfig, field: string, observer?: UpstreamObserver) {
     this.name = name;
-    this.balance = cfg.balance;
     this.connectTimeout = cfg.timeouts.connect;
     this.limiter = new UpstreamLimiter(name, cfg.limits, cfg.timeouts.connect);
     this.endpoints = cfg.endpoints.map((raw, i) => {
@@ -53,8 +55,9 @@ export class TcpUpstream {
         throw new PortcullisError(ErrorCodes.CONFIG_INVALID, `${field}.endpoints[${i}]: scheme ${scheme} cannot serve a tcp listener; use tcp:// or tls://`);
       }
       // URL keeps the brackets of an IPv6 literal; net.connect wants the bare address
-      return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), secure: scheme === 'tls', label: raw, active: 0 };
+      return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), secure: scheme === 'tls', label: raw, state: endpointState(name, raw) };
     });
+    this.balancer = new Balancer(name, this.endpoints, cfg, observer);
     if (this.endpoints.some((e) => e.secure)) {
       const opts = cfg.tls ? buildUpstreamTls(cfg.tls, `${field}.tls`) : { rejectUnauthorized: true };
       const { ca, cert, key, ...rest } = opts;
@@ -62,21 +65,6 @@ export class TcpUpstream {
       // connect; without tls.ca it trusts Node's roots, as https:// endpoints do
       this.tlsOptions = { ...rest, secureContext: tls.createSecureContext({ ca, cert, key }) };
     }
-  }
-
-  /** Endpoints in the order to try them: the balancer's choice first, then the others. */
-  order(): TcpEndpoint[] {
-    const n = this.endpoints.length;
-    let first: number;
-    if (this.balance === 'random') first = Math.floor(Math.random() * n);
-    else if (this.balance === 'least_request') {
-      first = 0;
-      for (let i = 1; i < n; i++) if (this.endpoints[i]!.active < this.endpoints[first]!.active) first = i;
-    } else {
-      first = this.next;
-      this.next = (this.next + 1) % n;
-    }
-    return Array.from({ length: n }, (_, i) => this.endpoints[(first + i) % n]!);
   }
 
   /**
@@ -158,8 +146,8 @@ export class TcpUpstream {
         done(err);
         return;
       }
-      ep.active++;
-      sock.once('close', () => ep.active--);
+      this.balancer.begin(ep);
+      sock.once('close', () => this.balancer.end(ep));
       done(undefined, sock);
     };
     const onError = (e: Error & { code?: string }) => finish(new TcpConnectError(`${ep.label}: ${e.code ?? e.message}`, e.code ?? 'error'));

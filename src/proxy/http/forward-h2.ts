@@ -8,7 +8,7 @@ import http2, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:
 import { Readable } from 'node:stream';
 import type { Endpoint } from '../../upstream/pool.js';
 import type { H2StreamRequest } from '../../upstream/h2-session-pool.js';
-import { classifyUpstreamError, upstreamCause, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
+import { classifyUpstreamError, failureOf, upstreamCause, type ForwardResult, type HeaderMap, type ResponseSink } from './forward.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -76,6 +76,8 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
   let trailers: HeaderMap | undefined;
   const timers: NodeJS.Timeout[] = [];
   let stream: http2.ClientHttp2Stream | undefined;
+  /** the session carrying the stream has connected: something may have reached the upstream */
+  let sessionUp = false;
   const finish = (r: ForwardResult) => {
     if (finished) return;
     finished = true;
@@ -90,7 +92,8 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
     const e = classifyUpstreamError(root, upstreamName, f.endpoint.label);
     if (stream && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     pending?.cancel();
-    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: upstreamCause(root) } });
+    const failure = sink.closed ? 'other' : failureOf(root, !sessionUp && root.code !== 'PCL_UPSTREAM_TIMEOUT' && root.code !== 'PCL_UPSTREAM_OVERLOADED');
+    finish({ status: sink.headersSent ? sink.status : 0, bytesOut, error: { ...e, cause: upstreamCause(root) }, failure });
   };
   // the client went away (a reset stream, a closed connection): stop the upstream stream,
   // or leave the queue for a connection, at once
@@ -118,14 +121,22 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
 
   function attach(stream: http2.ClientHttp2Stream): void {
     if (f.bodyTimeout > 0) stream.setTimeout(f.bodyTimeout, () => fail(new UpstreamTimeout(`idle for ${f.bodyTimeout} ms`)));
-    if (f.body !== null) {
+    const session = stream.session;
+    sessionUp = !!session && !session.connecting;
+    const sendBody = () => {
+      sessionUp = true;
+      if (f.body === null || finished) return;
       const src = f.body instanceof Readable ? f.body : Readable.from(f.body, { objectMode: false });
       // pipe (not pipeline): an upstream failure must not destroy the client's stream, the
       // client still gets an answer (a gRPC status) after it
       src.pipe(stream);
       src.once('error', (err) => fail(err));
       stream.once('close', () => src.unpipe(stream));
-    }
+    };
+    // the body waits for the connection: if it cannot be made, the body is still unread
+    // and the request can go to another endpoint whole
+    if (sessionUp || !session) sendBody();
+    else session.once('connect', sendBody);
     stream.on('response', (headers, flags) => {
       if (finished) return;
       if (f.headersTimeout > 0) clearTimeout(timers[0]!);

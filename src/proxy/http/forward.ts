@@ -13,6 +13,28 @@ export interface ForwardResult {
   bytesOut: number;
   /** set when portcullis answered instead of the upstream */
   error?: { code: HttpErrorCode; message: string; cause: string };
+  /**
+   * with error: what failed, for failover and outlier detection. connect: nothing reached
+   * the upstream (any request may go elsewhere); reset: the upstream closed or reset before
+   * any response byte; timeout; other: not the endpoint's fault (limits, the client left).
+   */
+  failure?: FailureKind;
+}
+
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'other';
+
+/** Errors the upstream layer marks as raised before the connection could carry a request. */
+export function isConnectFailure(err: unknown): boolean {
+  return (err as { connectFailed?: boolean } | null)?.connectFailed === true;
+}
+
+/** Which kind of failure an upstream error is (see ForwardResult.failure). */
+export function failureOf(err: Error & { code?: string }, connecting: boolean): FailureKind {
+  const code = err.code ?? '';
+  if (code === 'PCL_UPSTREAM_OVERLOADED' || code === 'PCL_BODY_TOO_LARGE' || code === 'PCL_BAD_REQUEST_HEAD') return 'other';
+  if (connecting || code === 'PCL_UPSTREAM_CONNECT_TIMEOUT') return 'connect';
+  if (code === 'PCL_UPSTREAM_TIMEOUT') return 'timeout';
+  return 'reset';
 }
 
 export type HeaderMap = Record<string, string | string[]>;
@@ -125,7 +147,9 @@ class Forwarding implements H1Handler {
 
   onResponseError(err: Error & { code?: string }): void {
     const e = classifyUpstreamError(err, this.upstreamName, this.endpointLabel);
-    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: upstreamCause(err) } });
+    // the client going away is nobody's failure
+    const failure = this.sink.closed ? 'other' : failureOf(err, isConnectFailure(err));
+    this.finish({ status: this.sink.headersSent ? this.sink.status : 0, bytesOut: this.bytesOut, error: { ...e, cause: upstreamCause(err) }, failure });
   }
 }
 

@@ -72,6 +72,8 @@ export interface Admission {
   identityHead: string | undefined;
   /** the client sent `te: trailers` (gRPC needs it passed on to h2 upstreams) */
   teTrailers: boolean;
+  /** balance: hash on identity: the client's SPIFFE ID, else its leaf fingerprint (none without a verified certificate) */
+  clientKey: string | undefined;
 }
 
 function refusal(requestId: string, code: HttpErrorCode, message: string, extra: Partial<Refusal> = {}): Refusal {
@@ -176,6 +178,7 @@ export function admitRequest(input: RequestInput): Admission | Refusal {
     identityFrom,
     identityHead: renderIdentityHead(ids),
     teTrailers: f.teTrailers,
+    clientKey: conn.peer.verify === 'SUCCESS' ? (conn.peer.identity?.spiffeId ?? conn.peer.identity?.fingerprint) : undefined,
   };
 }
 

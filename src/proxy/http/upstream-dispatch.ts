@@ -4,9 +4,22 @@
 // Every request holds one of its upstream's in-flight slots (limits.max_requests) until
 // it is done or its client goes away, whichever comes first: a reset HTTP/2 stream gives
 // its slot back at once, not when the upstream side has finished tearing down.
+//
+// Failover and retries (docs/upstreams.md), at most `retries` more attempts, each on an
+// endpoint not tried yet:
+//   - a connect failure (refused, timeout, TLS failure: nothing reached the upstream) goes
+//     to the next endpoint for any method; the body is still unread;
+//   - a reset before any response byte is retried only for idempotent requests without a
+//     body, and only within the retry budget (retries in flight <= retry_budget.percent of
+//     requests in flight, at least min_concurrent), so an outage cannot multiply load;
+//   - nothing is retried once a response byte has gone to the client.
+// No available endpoint at all: 503 no_healthy_upstream at once, naming what is down and why.
 import type { Admission } from './pipeline.js';
 import { forward, type ForwardResult, type ResponseSink } from './forward.js';
 import { forwardH2 } from './forward-h2.js';
+import type { Endpoint } from '../../upstream/pool.js';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 export interface DispatchOptions {
   method: string;
@@ -19,7 +32,14 @@ export interface DispatchOptions {
 
 export function dispatchUpstream(sink: ResponseSink, adm: Admission, o: DispatchOptions, done: (r: ForwardResult) => void): void {
   const route = adm.route;
-  const limiter = route.upstream.limiter;
+  const up = route.upstream;
+  const limiter = up.limiter;
+  const balancer = up.balancer;
+  const endpoint = balancer.pick(up.hashKey(adm.clientKey, adm.headers));
+  if (!endpoint) {
+    done({ status: 0, bytesOut: 0, error: { code: 'no_healthy_upstream', message: `upstream ${route.upstreamName} has no healthy endpoint: ${balancer.downReason()}; start or fix an endpoint`, cause: 'no_healthy_upstream' } });
+    return;
+  }
   if (!limiter.startRequest()) {
     const e = limiter.requestsRefusal();
     done({ status: 0, bytesOut: 0, error: { code: 'upstream_overloaded', message: e.message, cause: e.limit } });
@@ -38,7 +58,43 @@ export function dispatchUpstream(sink: ResponseSink, adm: Admission, o: Dispatch
     unsubscribe();
     finished(r);
   };
-  const endpoint = route.upstream.pick();
+  const tried: Endpoint[] = [];
+  const replayable = o.body === null && IDEMPOTENT.has(o.method);
+  let retrying = false;
+  const attempt = (ep: Endpoint) => {
+    tried.push(ep);
+    balancer.begin(ep);
+    send(sink, adm, o, ep, (r) => {
+      balancer.end(ep);
+      if (retrying) {
+        retrying = false;
+        balancer.retryDone();
+      }
+      if (!r.error) {
+        if (r.status >= 500) balancer.failed(ep, '5xx', `answered ${r.status}`);
+        else balancer.succeeded(ep);
+        return done(r);
+      }
+      const f = r.failure ?? 'other';
+      if (f !== 'other') balancer.failed(ep, f === 'connect' ? 'connect_failure' : f, r.error.cause);
+      const again =
+        !sink.closed && !sink.headersSent && tried.length <= balancer.retries && (f === 'connect' || (f === 'reset' && replayable));
+      if (again) {
+        const next = balancer.pick(undefined, tried);
+        // a connect failure costs the upstream nothing; a resent request does, so it takes budget
+        if (next && (f === 'connect' || (retrying = balancer.takeRetry()))) {
+          if (f === 'connect') balancer.countRetry();
+          return attempt(next);
+        }
+      }
+      done(r);
+    });
+  };
+  attempt(endpoint);
+}
+
+function send(sink: ResponseSink, adm: Admission, o: DispatchOptions, endpoint: Endpoint, done: (r: ForwardResult) => void): void {
+  const route = adm.route;
   const headersTimeout = route.timeout ?? route.upstream.requestTimeout;
   if (endpoint.h2 && (o.grpc || !endpoint.h1)) {
     // gRPC streams are long-lived by design: the call's deadline (grpc-timeout, capped by

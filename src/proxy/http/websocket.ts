@@ -25,7 +25,61 @@ interface UpstreamHandlers {
   upgraded(res: IncomingMessage, sock: Socket, head: Buffer): void;
   /** the upstream answered without switching protocols */
   refused(res: IncomingMessage): void;
-  failed(code: HttpErrorCode, message: string, cause: string): void;
+  /** connect: nothing reached the upstream (the balancer may try another endpoint) */
+  failed(code: HttpErrorCode, message: string, cause: string, connect?: boolean): void;
+}
+
+/**
+ * Picks the endpoint with the upstream's balancer and opens the upgrade; a connect failure
+ * (nothing reached the upstream) moves on to an endpoint not tried yet, at most
+ * `retries` times, as for plain requests. No available endpoint: 503 no_healthy_upstream.
+ */
+function openBalanced(adm: Admission, headers: string[], h: UpstreamHandlers): () => void {
+  const up = adm.route.upstream;
+  const b = up.balancer;
+  const tried: Endpoint[] = [];
+  let cancel: () => void = () => undefined;
+  let gone = false;
+  const attempt = (ep: Endpoint | undefined) => {
+    if (!ep) {
+      h.failed('no_healthy_upstream', `upstream ${adm.route.upstreamName} has no healthy endpoint: ${b.downReason()}; start or fix an endpoint`, 'no_healthy_upstream');
+      return;
+    }
+    tried.push(ep);
+    b.begin(ep);
+    let ended = false;
+    const end = () => {
+      if (!ended) b.end(ep);
+      ended = true;
+    };
+    cancel = openUpstream(adm, ep, headers, {
+      upgraded(res, sock, head) {
+        b.succeeded(ep);
+        sock.once('close', end);
+        h.upgraded(res, sock, head);
+      },
+      refused(res) {
+        end();
+        if (res.statusCode! >= 500) b.failed(ep, '5xx', `answered ${res.statusCode}`);
+        else b.succeeded(ep);
+        h.refused(res);
+      },
+      failed(code, message, cause, connect) {
+        end();
+        if (code === 'upstream_overloaded' || cause === 'websocket_needs_http1') return h.failed(code, message, cause);
+        b.failed(ep, connect ? 'connect_failure' : code === 'upstream_timeout' ? 'timeout' : 'reset', cause);
+        const next = connect && !gone && tried.length <= b.retries ? b.pick(undefined, tried) : undefined;
+        if (!next) return h.failed(code, message, cause);
+        b.countRetry();
+        attempt(next);
+      },
+    });
+  };
+  attempt(b.pick(up.hashKey(adm.clientKey, adm.headers)));
+  return () => {
+    gone = true;
+    cancel();
+  };
 }
 
 /**
@@ -80,7 +134,11 @@ function sendUpgrade(adm: Admission, endpoint: Endpoint, headers: string[], h: U
   };
   const req = (secure ? https : http).request(opts);
   // the same socket carries the relay after an upgrade; its close ends both slots
-  req.once('socket', (s) => s.once('close', closed));
+  let connected = false;
+  req.once('socket', (s) => {
+    s.once('close', closed);
+    s.once(secure ? 'secureConnect' : 'connect', () => (connected = true));
+  });
   let done = false;
   const timeout = route.timeout ?? route.upstream.requestTimeout;
   req.setTimeout(timeout, () => {
@@ -103,7 +161,7 @@ function sendUpgrade(adm: Admission, endpoint: Endpoint, headers: string[], h: U
     if (done) return;
     done = true;
     const e = classifyUpstreamError(err, route.upstreamName, endpoint.label);
-    h.failed(e.code, e.message, err.code ?? err.message);
+    h.failed(e.code, e.message, err.code ?? err.message, !connected && err.code !== 'PCL_UPSTREAM_TIMEOUT');
   });
   req.end();
 }
@@ -193,7 +251,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer
     return refuse('bad_request', 'a WebSocket upgrade must be a GET request; send GET with Upgrade: websocket', { route, decision, path });
   }
   const headers = [...adm.headers, 'connection', 'Upgrade', 'upgrade', 'websocket'];
-  const cancel = openUpstream(adm, route.upstream.pick(), headers, {
+  const cancel = openBalanced(adm, headers, {
     upgraded(res, usock, uhead) {
       if (socket.destroyed) {
         usock.destroy();
@@ -246,7 +304,7 @@ export function handleH2WebSocket(
   const { route, decision } = adm;
   const key = randomBytes(16).toString('base64');
   const headers = [...adm.headers, 'connection', 'Upgrade', 'upgrade', 'websocket', 'sec-websocket-key', key];
-  const cancel = openUpstream(adm, route.upstream.pick(), headers, {
+  const cancel = openBalanced(adm, headers, {
     upgraded(res, usock, uhead) {
       const accept = createHash('sha1').update(key + WS_GUID).digest('base64');
       if (stream.destroyed || res.headers['sec-websocket-accept'] !== accept) {

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Frontend } from '../frontend.js';
 import { connRules, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
-import type { TcpConnectError, TcpUpstream } from '../../upstream/tcp-upstream.js';
+import type { TcpConnectError, TcpEndpoint, TcpUpstream } from '../../upstream/tcp-upstream.js';
 import { authorize, type Decision } from '../../policy/authorize.js';
 import { writeAccess } from '../../telemetry/telemetry.js';
 import { proxyV1Header, proxyV2Header, type ConnectionAddresses, type SslFacts } from './proxy-protocol.js';
@@ -112,20 +112,35 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
     closed();
   });
 
-  const candidates = up.order();
-  const attempt = (i: number) => {
-    const ep = candidates[i]!;
+  // the shared balancer picks; a connect failure moves on to an endpoint not tried yet,
+  // at most `retries` times (nothing reached the upstream, so any connection may move)
+  const b = up.balancer;
+  const tried: TcpEndpoint[] = [];
+  const attempt = (ep: TcpEndpoint | undefined) => {
+    if (!ep) {
+      st.error = `no_healthy_upstream: upstream ${rt.tcpUpstreamName} has no healthy endpoint: ${b.downReason()}`;
+      sock.on('error', () => undefined);
+      sock.destroySoon();
+      return;
+    }
+    tried.push(ep);
     abort = up.connect(ep, (err: TcpConnectError | undefined, s?: Socket) => {
       abort = undefined;
       if (err) {
         // the limits are the upstream's, not the endpoint's: another endpoint would wait again
         const overloaded = err.code === 'upstream_overloaded';
-        if (!overloaded && i + 1 < candidates.length && !sock.destroyed) return attempt(i + 1);
+        if (!overloaded) b.failed(ep, 'connect_failure', err.code);
+        const next = !overloaded && !sock.destroyed && tried.length <= b.retries ? b.pick(undefined, tried) : undefined;
+        if (next) {
+          b.countRetry();
+          return attempt(next);
+        }
         st.error = `${overloaded ? 'upstream_overloaded' : 'upstream_unavailable'}: ${err.message}`;
         sock.on('error', () => undefined);
         sock.destroySoon();
         return;
       }
+      b.succeeded(ep);
       if (sock.destroyed) return void s!.destroy();
       join(rt, sock, s!, conn, addrs, st);
       upstream = s!;
@@ -139,7 +154,7 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
       });
     });
   };
-  attempt(0);
+  attempt(b.pick(identity?.spiffeId ?? identity?.fingerprint));
 }
 
 /** PROXY header first, then both directions with backpressure; end() on one side's EOF half-closes the other. */
