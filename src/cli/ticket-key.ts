@@ -1,6 +1,6 @@
 // `portcullis ticket-key new FILE` and `portcullis ticket-key rotate CURRENT PREVIOUS...`:
 // make and rotate the session ticket key files of listeners[].tls.session_tickets.key_files
-// (docs/rollout-and-replicas.md). Keys are written as files of 80 random bytes, mode 0600,
+// (docs/deploy.md). Keys are written as files of 80 random bytes, mode 0600,
 // each by write-then-rename, so a proxy that reloads meanwhile never reads half a key.
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
