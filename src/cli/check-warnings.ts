@@ -217,13 +217,15 @@ function keyWarning(path: string, file: string): ConfigWarning | undefined {
   } catch {
     return undefined;
   }
-  const who = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'every user' : ''].filter(Boolean).join(' and ');
-  if (!who) return undefined;
+  // readable by its group is how Kubernetes Secret volumes (0440 + fsGroup) and the systemd
+  // set-up (0640 root:portcullis) give a non-root proxy its key; every user is the problem
+  if (!(mode & 0o004)) return undefined;
+  const who = 'every user';
   const octal = (mode & 0o777).toString(8).padStart(4, '0');
   return warn(
     WarningCodes.KEY_PERMISSIONS,
     path,
-    `private key ${file} is readable by ${who} (mode ${octal}); make it readable by the proxy's user only: chmod 600 ${file} (in Kubernetes, defaultMode: 0400 on the Secret volume)`,
+    `private key ${file} is readable by ${who} (mode ${octal}); make it readable by the proxy's user or group only: chmod 640 ${file} (in Kubernetes, defaultMode: 0440 with the pod's fsGroup)`,
   );
 }
 
