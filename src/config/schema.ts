@@ -300,7 +300,7 @@ export const MAX_TICKET_KEY_FILES = 8;
 const SessionTicketsSchema = strict({
   key_files: pathList().superRefine((l, ctx) => {
     if (l.length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty; give the key file that seals new tickets first, then older ones (e.g. [tickets/current.key, tickets/previous.key])' });
-    if (l.length > MAX_TICKET_KEY_FILES) ctx.addIssue({ code: 'custom', message: `${l.length} key files; give at most ${MAX_TICKET_KEY_FILES} (each one costs a TLS context per certificate; a ticket outlives its key by at most 5 minutes)` });
+    if (l.length > MAX_TICKET_KEY_FILES) ctx.addIssue({ code: 'custom', message: `${l.length} key files; give at most ${MAX_TICKET_KEY_FILES} (each one costs a TLS context per certificate entry, and a key needs to stay listed only 2 hours, the ticket lifetime, after it stopped sealing)` });
     const twice = l.find((f, i) => l.indexOf(f) !== i);
     if (twice !== undefined) ctx.addIssue({ code: 'custom', message: `"${twice}" is listed twice; list each key file once` });
   }),

@@ -8,7 +8,7 @@
 // limits.send_timeout (send-timeout.ts). docs/connection-limits.md explains them.
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { startHandshake, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
+import { startHandshake, startEntry, checkPeer, selectEntry, type PeerResult, type CertEntry } from '../tls/listener-tls.js';
 import { peekClientHello, type ClientHelloHint } from '../tls/client-hello.js';
 import { formatIdentityHeaders } from '../proxy/identity-headers.js';
 import { http1Frontend } from '../proxy/http/http1.js';
@@ -337,6 +337,15 @@ export class ListenerServer {
     // on the entry of the name in its ClientHello and resumes only there (initialContext)
     const servername = typeof sock.servername === 'string' ? sock.servername : hint?.serverName;
     const entry = selectEntry(tlsRt, servername);
+    if (sock.isSessionReused() && entry !== startEntry(tlsRt, hint)) {
+      // OpenSSL resumed the session on the context the handshake started on, so it was
+      // made under that entry's trust, not this one's. The ClientHello reader picks the
+      // entry of the SNI name, so this means a hello it could not read: refuse, never
+      // carry an identity across entries.
+      this.handshakeFailed(rt, remoteAddress, sock.getProtocol(), 'error', 'a TLS session made for another certificate entry was offered; connect again without it', undefined);
+      sock.destroy();
+      return;
+    }
     let peer: PeerResult;
     try {
       peer = await checkPeer(sock, entry.trust);

@@ -172,7 +172,7 @@ test('a client that closes before its ClientHello is complete is destroyed witho
   assert.equal(called, false);
 });
 
-test('assembleClientHello: more until complete, other for non-handshake bytes and oversized hellos', () => {
+test('assembleClientHello: more until complete, empty records skipped, other for non-handshake bytes and hellos over OpenSSL\'s limit', () => {
   assert.equal(assembleClientHello(Buffer.alloc(0)).state, 'more');
   assert.equal(assembleClientHello(Buffer.from([22, 3])).state, 'more');
   assert.equal(assembleClientHello(Buffer.from([23, 3, 3, 0, 1, 0])).state, 'other');
@@ -184,6 +184,10 @@ test('assembleClientHello: more until complete, other for non-handshake bytes an
   const done = assembleClientHello(two);
   assert.ok(done.state === 'done');
   assert.deepEqual([...done.msg], [3, 3, 9, 9, 9, 9]);
+  // empty handshake records in front, which OpenSSL skips
+  const empties = Buffer.concat([Buffer.from([22, 3, 1, 0, 0, 22, 3, 1, 0, 0]), two]);
+  const skipped = assembleClientHello(empties);
+  assert.ok(skipped.state === 'done' && skipped.msg.length === 6);
   // a length beyond what any client sends
   const big = Buffer.from([22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff]);
   assert.equal(assembleClientHello(big).state, 'other');

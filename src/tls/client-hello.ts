@@ -9,6 +9,9 @@
 // entry from resuming on another. Only the server name and the first 16 bytes of each
 // offered ticket (OpenSSL's key name, RFC 5077 §4) are read; anything unexpected gives
 // no hint, and OpenSSL then sees the very same bytes and decides as it always would.
+// Every ClientHello OpenSSL would take must be read here (any fragmentation, empty records,
+// up to OpenSSL's size limit): a session started on the wrong context is refused after the
+// handshake (listener-server.ts), but a client should never get that far.
 import type { Socket } from 'node:net';
 
 export interface ClientHelloHint {
@@ -24,8 +27,10 @@ const EXT_SERVER_NAME = 0;
 const EXT_SESSION_TICKET = 35;
 const EXT_PRE_SHARED_KEY = 41;
 const KEY_NAME_BYTES = 16;
-/** A ClientHello with a large post-quantum key share and a ticket is ~2-3 KB; more is not a client we serve. */
-export const MAX_CLIENT_HELLO_BYTES = 32 * 1024;
+/** OpenSSL's limit on a ClientHello message (CLIENT_HELLO_MAX_LENGTH); it refuses longer ones. */
+const OPENSSL_CLIENT_HELLO_MAX = 131_396;
+/** That message in records of at most 16 KiB, with their headers (and a few empty records). */
+export const MAX_CLIENT_HELLO_BYTES = OPENSSL_CLIENT_HELLO_MAX + 4 + 64 * 5;
 
 export type Assembled = { state: 'more' } | { state: 'done'; msg: Buffer } | { state: 'other' };
 
@@ -41,8 +46,12 @@ export function assembleClientHello(data: Buffer): Assembled {
   while (off + 5 <= data.length) {
     if (data[off] !== RECORD_HANDSHAKE) return { state: 'other' };
     const len = data.readUInt16BE(off + 3);
-    if (len === 0) return { state: 'other' };
     if (off + 5 + len > data.length) break;
+    if (len === 0) {
+      // OpenSSL skips empty handshake records in front of the ClientHello
+      off += 5;
+      continue;
+    }
     fragments.push(data.subarray(off + 5, off + 5 + len));
     have += len;
     off += 5 + len;
@@ -50,7 +59,7 @@ export function assembleClientHello(data: Buffer): Assembled {
       const hs = fragments.length === 1 ? fragments[0]! : Buffer.concat(fragments);
       if (hs[0] !== HANDSHAKE_CLIENT_HELLO) return { state: 'other' };
       const msgLen = hs.readUIntBE(1, 3);
-      if (msgLen + 4 > MAX_CLIENT_HELLO_BYTES) return { state: 'other' };
+      if (msgLen > OPENSSL_CLIENT_HELLO_MAX) return { state: 'other' };
       if (hs.length >= msgLen + 4) return { state: 'done', msg: hs.subarray(4, 4 + msgLen) };
     }
   }

@@ -187,15 +187,19 @@ export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSe
  * context only, so this, not SNICallback, decides which sessions can resume.
  */
 export function initialContext(rt: TlsRuntime, hint: ClientHelloHint | undefined): SecureContext {
-  if (!hint) return rt.default.context;
-  const entry = selectEntry(rt, hint.serverName);
-  if (entry.ticketContexts) {
+  const entry = startEntry(rt, hint);
+  if (hint && entry.ticketContexts) {
     for (const name of hint.ticketKeyNames) {
       const c = entry.ticketContexts.get(name.toString('hex'));
       if (c) return c;
     }
   }
   return entry.context;
+}
+
+/** The entry whose context a handshake starts on (see initialContext). */
+export function startEntry(rt: TlsRuntime, hint: ClientHelloHint | undefined): CertEntry {
+  return hint ? selectEntry(rt, hint.serverName) : rt.default;
 }
 
 /** The entry for a server name (SNI or Host): exact names first, then "*.x" for one label. */

@@ -7,10 +7,15 @@
 // Here the default entry trusts only the test root and the SNI entry trusts only the other
 // root: a client of the other root, verified by the SNI entry, resumes without SNI (the
 // default entry) and must be refused, for TLS 1.2 and 1.3. The way back (a default-entry
-// session offered to the SNI entry) must not resume either.
+// session offered to the SNI entry) must not resume either. The fix reads the ClientHello
+// first, so the same must hold for ClientHellos that are harder to read, which the first
+// version of the reader gave up on (and the bypass came back): one of 40 KB (a long ALPN
+// list) and one behind an empty handshake record, which OpenSSL skips.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestPki, type TestPki, type PkiEntry } from '../helpers/pki.js';
 import { startEchoUpstream, startCli, tempDir, cleanup, type EchoUpstream, type RunningCli } from '../helpers/proxy.js';
@@ -88,4 +93,86 @@ for (const v of VERSIONS) {
     // the SNI entry does not trust the test root: the full handshake refuses the client
     assert.equal(r.status, 0);
   });
+}
+
+/**
+ * One request over a TLS connection made through `shape`: a long ALPN list (a ClientHello
+ * of ~40 KB), or a relay that puts an empty handshake record in front of the client's
+ * first bytes. Record framing is not part of the handshake transcript, so the handshake
+ * still completes.
+ */
+async function odd(shape: 'big-hello' | 'empty-record-first', version: (typeof VERSIONS)[number], servername: string | false, session: Buffer | undefined, path: string): Promise<{ status: number; reused: boolean; session?: Buffer }> {
+  let port = cli.port;
+  let relay: net.Server | undefined;
+  if (shape === 'empty-record-first') {
+    relay = net.createServer((c) => {
+      const up = net.connect(cli.port, '127.0.0.1');
+      let first = true;
+      c.on('data', (d: Buffer) => {
+        if (first) up.write(Buffer.from([22, 3, 1, 0, 0]));
+        first = false;
+        up.write(d);
+      });
+      up.pipe(c);
+      c.on('close', () => up.destroy());
+      up.on('close', () => c.destroy());
+      c.on('error', () => undefined);
+      up.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => relay!.listen(0, '127.0.0.1', r));
+    port = (relay.address() as AddressInfo).port;
+  }
+  try {
+    return await new Promise((resolve) => {
+      let status = 0;
+      let reused = false;
+      let next: Buffer | undefined;
+      const chunks: Buffer[] = [];
+      const sock = tls.connect({
+        host: '127.0.0.1',
+        port,
+        ...(servername ? { servername } : {}),
+        ca: readFileSync(pki.ca.cert),
+        cert: readFileSync(pki.client.cert),
+        key: readFileSync(pki.client.key),
+        minVersion: version,
+        maxVersion: version,
+        ...(session ? { session } : {}),
+        ...(shape === 'big-hello' ? { ALPNProtocols: [...Array.from({ length: 160 }, (_, i) => `x${i}-${'p'.repeat(240)}`), 'http/1.1'] } : {}),
+      });
+      sock.on('session', (x: Buffer) => (next = x));
+      sock.on('secureConnect', () => {
+        reused = sock.isSessionReused();
+        sock.write(`GET ${path} HTTP/1.1\r\nHost: ${servername || 'localhost'}\r\nConnection: close\r\n\r\n`);
+      });
+      sock.on('data', (d: Buffer) => chunks.push(d));
+      sock.on('error', () => undefined);
+      sock.on('close', () => {
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(Buffer.concat(chunks).toString('latin1'));
+        status = m ? Number(m[1]) : 0;
+        resolve({ status, reused, ...(next ? { session: next } : {}) });
+      });
+    });
+  } finally {
+    await new Promise((r) => (relay ? relay.close(r) : r(undefined)));
+  }
+}
+
+for (const shape of ['big-hello', 'empty-record-first'] as const) {
+  for (const v of VERSIONS) {
+    test(`${v}, ${shape}: a default-entry session offered to the SNI entry does not get through`, async () => {
+      // the shape itself works: a full handshake and a resumption on the default entry
+      const first = await odd(shape, v, false, undefined, `/${shape}-${v}-1`);
+      assert.equal(first.status, 200, `${shape} ${v}: the client could not connect at all`);
+      assert.ok(first.session);
+      const again = await odd(shape, v, false, first.session, `/${shape}-${v}-2`);
+      assert.equal(again.status, 200);
+      if (shape === 'big-hello') assert.equal(again.reused, true, 'the session did not resume on its own entry, so this test could not fail');
+      const before = up.received.length;
+      const cross = await odd(shape, v, OTHER, first.session, `/${shape}-${v}-cross`);
+      // the SNI entry does not trust the test root: resumed or not, nothing may pass
+      assert.equal(cross.status, 0, `${shape} ${v}: the default entry's client got ${cross.status} from the SNI entry (resumed: ${cross.reused})`);
+      assert.equal(up.received.length, before);
+    });
+  }
 }
