@@ -10,7 +10,7 @@
 // connection slots back at once; streams are served a turn of the event loop after they
 // arrive, so one reset in the same read costs no admission and no upstream request; and
 // a connection that opens more than twice max_concurrent_streams streams in one turn
-// (nginx's rule), or resets most of its streams right after opening them (Envoy's), is
+// (nginx's threshold), or resets most of its streams right after opening them (Envoy's), is
 // closed with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487), on top of nghttp2's
 // own RST_STREAM rate limit.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
@@ -216,9 +216,11 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
       return;
     }
     st.streams++;
-    // nginx's rule: a client cannot have more than max_concurrent_streams open, and the
-    // streams of one turn are answered in the next, so more than twice that many new
-    // streams in one turn means streams opened and reset at once
+    // nginx's threshold: a client cannot have more than max_concurrent_streams open, and
+    // the streams of one turn are answered in the next, so more than twice that many new
+    // streams in one turn means streams opened and reset at once. (nginx refuses the
+    // excess streams; here the connection is closed: reading on, every stream of the read
+    // would become a Node stream first, which is the cost of the flood.)
     if (st.turn !== turn) {
       st.turn = turn;
       st.turnStreams = 0;
