@@ -60,7 +60,6 @@ interface Deferred {
   start: number;
 }
 
-
 /** Marks streams portcullis itself reset: they are not the client's premature resets. */
 const kResetByUs = Symbol('portcullis.resetByUs');
 
@@ -208,7 +207,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   server.on('sessionError', () => undefined);
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
     // a stream reset by the client emits 'error'; unhandled it would end the process
-    stream.on('error', () => undefined);
+    stream.on('error', ignore);
     const session = stream.session as ServerHttp2Session;
     const st = states.get(session);
     if (!st) {
@@ -275,6 +274,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
 }
 
 const kDeferred = Symbol('portcullis.h2stream');
+const ignore = (): void => undefined;
 
 /**
  * A stream closed: a premature reset if its client reset it within
