@@ -3,10 +3,12 @@
 // 50), against portcullis and against nginx with HTTP/2 on, both in front of the same
 // nginx upstream with the same certificates. Each flooding connection writes its pairs
 // in batches and reconnects when the server sends GOAWAY or closes, until its share is
-// written, as a real attacker would. Reported per proxy: CPU seconds of its process tree
+// written, as a real attacker would (BENCH_RR_PACED=1: one batch at a time, each after the
+// server has answered a PING sent with the one before). Reported per proxy: CPU seconds of its process tree
 // (from /proc) for the whole flood, the streams it processed (from the GOAWAY frames'
-// last-stream-id), the upstream's CPU, connections used, and how a normal client fared
-// meanwhile (a fresh HTTPS request every 100 ms). The headline is the CPU ratio.
+// last-stream-id, where one arrived), the upstream's CPU, connections used, and how a
+// normal client fared meanwhile (a fresh HTTPS request every 100 ms). The headline is the
+// CPU ratio: the same pairs were written to both.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -23,7 +25,9 @@ import { ensureTools } from './tools.js';
 const CONNECTIONS = Number(process.env.BENCH_RR_CONNECTIONS ?? 50);
 /** pairs each connection writes in total (over as many reconnects as it takes) */
 const PAIRS_PER_CONNECTION = Number(process.env.BENCH_RR_PAIRS ?? 2_000);
-const BATCH = 100;
+const BATCH = Number(process.env.BENCH_RR_BATCH ?? 100);
+/** BENCH_RR_PACED=1: each batch waits for the answer to a PING sent after the one before, so the server never reads two batches at once */
+const PACED = process.env.BENCH_RR_PACED === '1';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -44,9 +48,12 @@ const CANCEL = Buffer.from([0, 0, 0, 8]);
 
 interface FloodStats {
   written: number;
+  /** streams the server says it processed (GOAWAY last-stream-id), or all of them when it never cut off */
   processed: number;
   connections: number;
   goaways: Record<string, number>;
+  /** connections the server closed without a GOAWAY reaching us (processed count unknown) */
+  cutWithoutGoaway: number;
 }
 
 /**
@@ -61,6 +68,8 @@ async function attacker(port: number, pki: BenchPki, pairs: number, st: FloodSta
     const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ALPNProtocols: ['h2'], ...creds });
     sock.on('error', () => undefined);
     let goaway = false;
+    let pings = 0;
+    let pingWaiter: (() => void) | undefined;
     let buf = Buffer.alloc(0);
     sock.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
@@ -72,6 +81,10 @@ async function attacker(port: number, pki: BenchPki, pairs: number, st: FloodSta
         const p = buf.subarray(9, 9 + len);
         buf = buf.subarray(9 + len);
         if (type === 4 && !(flags & 1) && !sock.destroyed) sock.write(frame(4, 1, 0));
+        if (type === 6 && flags & 1) {
+          pings++;
+          pingWaiter?.();
+        }
         if (type === 7 && !goaway) {
           goaway = true;
           st.processed += Math.ceil((p.readUInt32BE(0) & 0x7fffffff) / 2);
@@ -80,7 +93,12 @@ async function attacker(port: number, pki: BenchPki, pairs: number, st: FloodSta
         }
       }
     });
-    const closed = new Promise<void>((r) => sock.once('close', () => r()));
+    const closed = new Promise<void>((r) =>
+      sock.once('close', () => {
+        pingWaiter?.();
+        r();
+      }),
+    );
     const ok = await new Promise<boolean>((r) => {
       sock.once('secureConnect', () => r(true));
       sock.once('close', () => r(false));
@@ -95,26 +113,41 @@ async function attacker(port: number, pki: BenchPki, pairs: number, st: FloodSta
       const n = Math.min(BATCH, left);
       const parts: Buffer[] = [];
       for (let i = 0; i < n; i++, id += 2) parts.push(frame(1, 5, id, BLOCK), frame(3, 0, id, CANCEL));
+      if (PACED) parts.push(frame(6, 0, 0, Buffer.alloc(8)));
       left -= n;
       st.written += n;
+      const acked = pings;
       if (!sock.write(Buffer.concat(parts))) await new Promise<void>((r) => { sock.once('drain', r); sock.once('close', r); });
-      await new Promise((r) => setImmediate(r));
+      if (PACED) {
+        while (pings === acked && !goaway && !sock.destroyed) {
+          await new Promise<void>((r) => {
+            pingWaiter = r;
+            setTimeout(r, 1_000);
+          });
+        }
+        pingWaiter = undefined;
+      } else await new Promise((r) => setImmediate(r));
     }
     // all written: the server may still be working through them; wait for its verdict (a
     // GOAWAY saying how far it got) or, from a server that never cuts a connection off,
     // for the answers to a PING sent after the last pair
+    let pong = false;
     if (!goaway && !sock.destroyed) {
       sock.write(frame(6, 0, 0, Buffer.alloc(8)));
-      const pong = new Promise<void>((r) => {
+      const pongP = new Promise<void>((r) => {
         const check = (d: Buffer) => {
-          if (d.includes(Buffer.from([0, 0, 8, 6, 1]))) r();
+          if (d.includes(Buffer.from([0, 0, 8, 6, 1]))) {
+            pong = true;
+            r();
+          }
         };
         sock.on('data', check);
         sock.once('close', () => r());
       });
-      await Promise.race([pong, sleep(30_000)]);
-      if (!goaway) st.processed += (id - 1) / 2;
+      await Promise.race([pongP, sleep(30_000)]);
     }
+    if (!goaway && pong) st.processed += (id - 1) / 2;
+    else if (!goaway) st.cutWithoutGoaway++;
     sock.end();
     sock.destroy();
     await closed;
@@ -129,16 +162,17 @@ interface Row {
   wall_s: number;
   pairs_written: number;
   streams_processed: number;
-  proxy_cpu_us_per_stream: number;
+  proxy_cpu_us_per_pair: number;
   connections: number;
   goaway_codes: string;
+  cut_without_goaway: number;
   probes_ok: number;
   probes_failed: number;
   probe_max_ms: number;
 }
 
 async function measure(name: string, proc: Proc, port: number, upstream: Proc, pki: BenchPki, round: number): Promise<Row> {
-  const st: FloodStats = { written: 0, processed: 0, connections: 0, goaways: {} };
+  const st: FloodStats = { written: 0, processed: 0, connections: 0, goaways: {}, cutWithoutGoaway: 0 };
   const cpu0 = treeCpuSeconds(proc.pid);
   const up0 = treeCpuSeconds(upstream.pid);
   const t0 = performance.now();
@@ -175,9 +209,10 @@ async function measure(name: string, proc: Proc, port: number, upstream: Proc, p
     wall_s: +wall.toFixed(2),
     pairs_written: st.written,
     streams_processed: st.processed,
-    proxy_cpu_us_per_stream: Math.round((cpu * 1e6) / Math.max(1, st.processed)),
+    proxy_cpu_us_per_pair: +((cpu * 1e6) / Math.max(1, st.written)).toFixed(1),
     connections: st.connections,
     goaway_codes: Object.entries(st.goaways).map(([k, v]) => `${k}:${v}`).join(' '),
+    cut_without_goaway: st.cutWithoutGoaway,
     probes_ok: probes.ok,
     probes_failed: probes.failed,
     probe_max_ms: Math.round(probes.maxMs),
@@ -217,7 +252,7 @@ async function main(): Promise<void> {
       { name: 'portcullis', port: pcPort, start: () => startPortcullis(repoRoot, dir, portcullisConfig(pcPort, adminPort, upPort, pki, 1)) },
       { name: 'nginx', port: ngPort, start: () => startNginx(tools.nginx, 'nginx-proxy', dir, join(dir, 'nginx-proxy.conf')) },
     ];
-    console.log(`bench:rapid-reset: ${CONNECTIONS} connections x ${PAIRS_PER_CONNECTION} HEADERS+RST_STREAM pairs each, ${ROUNDS} round(s), one worker per proxy`);
+    console.log(`bench:rapid-reset: ${CONNECTIONS} connections x ${PAIRS_PER_CONNECTION} HEADERS+RST_STREAM pairs each, ${BATCH} per write${PACED ? ', paced by PINGs' : ''}, ${ROUNDS} round(s), one worker per proxy`);
     for (let round = 1; round <= ROUNDS; round++) {
       for (const sys of systems) {
         // a fresh process per run: no warm caches or half-closed sockets from the other run
@@ -239,7 +274,7 @@ async function main(): Promise<void> {
     return xs[Math.floor(xs.length / 2)]!;
   };
   console.table(
-    (['proxy_cpu_s', 'upstream_cpu_s', 'wall_s', 'streams_processed', 'proxy_cpu_us_per_stream', 'connections', 'probes_failed', 'probe_max_ms'] as const).map((k) => ({
+    (['proxy_cpu_s', 'upstream_cpu_s', 'wall_s', 'proxy_cpu_us_per_pair', 'connections', 'probes_failed', 'probe_max_ms'] as const).map((k) => ({
       metric: k,
       portcullis: med('portcullis', k),
       nginx: med('nginx', k),
@@ -248,7 +283,7 @@ async function main(): Promise<void> {
   const ratio = med('portcullis', 'proxy_cpu_s') / Math.max(0.01, med('nginx', 'proxy_cpu_s'));
   console.log(`portcullis used ${ratio.toFixed(2)}x nginx's CPU for the same flood (target: at most 2x)`);
   mkdirSync(join(repoRoot, 'bench/results'), { recursive: true });
-  writeFileSync(join(repoRoot, 'bench/results/rapid-reset.json'), JSON.stringify({ connections: CONNECTIONS, pairs_per_connection: PAIRS_PER_CONNECTION, rows, cpu_ratio: +ratio.toFixed(2) }, null, 2));
+  writeFileSync(join(repoRoot, `bench/results/rapid-reset${PACED ? '-paced' : ''}.json`), JSON.stringify({ connections: CONNECTIONS, pairs_per_connection: PAIRS_PER_CONNECTION, batch: BATCH, paced: PACED, rows, cpu_ratio: +ratio.toFixed(2) }, null, 2));
 }
 
 main().catch((err) => {

@@ -7,9 +7,12 @@
 // Abuse of one connection costs that connection only (docs/limits-upstream-and-http2.md):
 // limits.max_concurrent_streams is advertised in SETTINGS and enforced by nghttp2
 // (REFUSED_STREAM past it); a stream the client resets gives its upstream request and
-// connection slots back at once; and a connection whose client resets most of its
-// streams right after opening them (rapid reset, CVE-2023-44487) is closed with GOAWAY
-// ENHANCE_YOUR_CALM, on top of nghttp2's own RST_STREAM rate limit.
+// connection slots back at once; streams are served a turn of the event loop after they
+// arrive, so one reset in the same read costs no admission and no upstream request; and
+// a connection that opens more than twice max_concurrent_streams streams in one turn
+// (nginx's threshold), or resets most of its streams right after opening them (Envoy's), is
+// closed with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487), on top of nghttp2's
+// own RST_STREAM rate limit.
 import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
@@ -40,12 +43,25 @@ export const PREMATURE_RESET_LIFETIME_MS = 1_000;
 /** What one HTTP/2 connection has done so far. */
 interface SessionState {
   conn: ConnState;
+  session: ServerHttp2Session;
   streams: number;
   premature: number;
   /** sent GOAWAY for rapid reset; closing */
   cutOff: boolean;
+  /** the event-loop turn its last stream arrived in, and how many arrived in that turn */
+  turn: number;
+  turnStreams: number;
 }
 
+/** A stream waiting for the next turn of the event loop (see the 'stream' handler). */
+interface Deferred {
+  stream: ServerHttp2Stream;
+  st: SessionState;
+  headers: IncomingHttpHeaders;
+  flags: number;
+  raw: string[];
+  start: number;
+}
 
 /** Marks streams portcullis itself reset: they are not the client's premature resets. */
 const kResetByUs = Symbol('portcullis.resetByUs');
@@ -192,7 +208,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   let accepting: ConnState | undefined;
   server.on('session', (session: ServerHttp2Session) => {
     const conn = accepting!;
-    states.set(session, { conn, streams: 0, premature: 0, cutOff: false });
+    states.set(session, { conn, session, streams: 0, premature: 0, cutOff: false, turn: -1, turnStreams: 0 });
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     // idle: GOAWAY, streams in flight still finish
@@ -203,7 +219,7 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   server.on('sessionError', () => undefined);
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
     // a stream reset by the client emits 'error'; unhandled it would end the process
-    stream.on('error', () => undefined);
+    stream.on('error', ignore);
     const session = stream.session as ServerHttp2Session;
     const st = states.get(session);
     if (!st) {
@@ -211,18 +227,45 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
       return;
     }
     st.streams++;
-    watchPrematureReset(stream, session, st);
+    // nginx's threshold: a client cannot have more than max_concurrent_streams open, and
+    // the streams of one turn are answered in the next, so more than twice that many new
+    // streams in one turn means streams opened and reset at once. (nginx refuses the
+    // excess streams; here the connection is closed: reading on, every stream of the read
+    // would become a Node stream first, which is the cost of the flood.)
+    if (st.turn !== turn) {
+      st.turn = turn;
+      st.turnStreams = 0;
+    }
+    if (++st.turnStreams > burst && !st.cutOff) {
+      cutOff(st, 'streams_at_once', `it opened more than ${burst} streams at once (twice limits.max_concurrent_streams), resetting them as it went`);
+    }
+    const d: Deferred = { stream, st, headers, flags, raw: rawHeaders, start: performance.now() };
+    // counted as it happens (not when served): a flood is cut off in the middle of a read
+    (stream as unknown as Record<symbol, Deferred>)[kDeferred] = d;
+    stream.on('close', onStreamClose);
     // Served on the next turn of the event loop, once the rest of what was read with it
     // has been processed: a stream its client reset in the same read (rapid reset) then
     // costs no admission and no upstream request. Data frames meanwhile wait in the stream.
-    const start = performance.now();
-    setImmediate(() =>
-      guard(st.conn, session, 'h2 stream', () => {
-        if (stream.destroyed) return logClientReset(st.conn, start, headers);
-        onStream(stream, st.conn, headers, flags, rawHeaders, start);
-      }),
-    );
+    // One immediate serves every stream that arrived in the turn before.
+    deferred.push(d);
+    if (deferred.length === 1) setImmediate(serveDeferred);
   });
+  const burst = 2 * rt.cfg.limits.max_concurrent_streams;
+  let turn = 0;
+  let deferred: Deferred[] = [];
+  const serveDeferred = () => {
+    const batch = deferred;
+    deferred = [];
+    turn++;
+    for (const d of batch) {
+      // its connection is being closed for rapid reset: nothing more is served on it
+      if (d.st.cutOff) continue;
+      // each stream inside the per-connection error boundary: a throw ends its session only
+      if (!d.stream.destroyed) guard(d.st.conn, d.stream.session as ServerHttp2Session, 'h2 stream', () => onStream(d.stream, d.st, d.headers, d.flags, d.raw, d.start));
+      // reset (or its connection closed) before it was served
+      else logClientReset(d.st.conn, d.start, d.headers);
+    }
+  };
   return {
     accept(sock, conn) {
       // Only tls.Server clears this flag after the handshake; our listener builds its
@@ -242,35 +285,56 @@ export function h2Frontend(rt: ListenerRuntime): Frontend {
   };
 }
 
+const kDeferred = Symbol('portcullis.h2stream');
+const ignore = (): void => undefined;
+
 /**
- * Counts the stream as a premature reset if the client resets it within
- * PREMATURE_RESET_LIFETIME_MS, before its response was complete; closes the connection
- * when those are at least half of PREMATURE_RESET_MIN_STREAMS or more streams.
+ * A stream closed: a premature reset if its client reset it within
+ * PREMATURE_RESET_LIFETIME_MS, before its response was complete. (One listener function
+ * for every stream, its facts on the stream: no closure per stream.)
  */
-function watchPrematureReset(stream: ServerHttp2Stream, session: ServerHttp2Session, st: SessionState): void {
-  const opened = performance.now();
-  stream.once('close', () => {
-    if ((stream as unknown as Record<symbol, boolean>)[kResetByUs]) return;
-    // a stream that ended normally closes with NO_ERROR after its response; a client may
-    // also reset with NO_ERROR, which counts when nothing was answered yet
-    if (stream.rstCode === NGHTTP2_NO_ERROR && stream.headersSent) return;
-    if (performance.now() - opened > PREMATURE_RESET_LIFETIME_MS) return;
-    st.premature++;
-    if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || st.cutOff || session.destroyed) return;
-    st.cutOff = true;
-    const l = st.conn.listener;
-    l.telemetry.log.warn(
-      { event: 'h2_rapid_reset', listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
-      `closed an HTTP/2 connection from ${st.conn.remoteAddress}: it reset ${st.premature} of its ${st.streams} streams right after opening them (rapid reset)`,
-    );
-    // GOAWAY with ENHANCE_YOUR_CALM: nghttp2 opens no stream after it. The session is
-    // destroyed on the next turn: destroyed now, inside the processing of what was read, it
-    // would close the socket before the GOAWAY has been written.
-    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
-    // (With an error: destroy(undefined, code) sends NO_ERROR, as undefined takes the error
-    // parameter's default, which is a code. The error goes to 'sessionError'.)
-    setImmediate(() => session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM));
-  });
+function onStreamClose(this: ServerHttp2Stream): void {
+  const self = this as unknown as Record<symbol, unknown>;
+  if (self[kResetByUs]) return;
+  // a stream that ended normally closes with NO_ERROR after its response; a client may
+  // also reset with NO_ERROR, which counts when nothing was answered yet
+  if (this.rstCode === NGHTTP2_NO_ERROR && this.headersSent) return;
+  const d = self[kDeferred] as Deferred;
+  if (performance.now() - d.start > PREMATURE_RESET_LIFETIME_MS) return;
+  prematureReset(d.st);
+}
+
+/**
+ * Envoy's rule: closes the connection when premature resets are at least half of its
+ * streams, once it has opened PREMATURE_RESET_MIN_STREAMS or more.
+ */
+function prematureReset(st: SessionState): void {
+  st.premature++;
+  if (st.streams < PREMATURE_RESET_MIN_STREAMS || st.premature * 2 < st.streams || st.cutOff) return;
+  cutOff(st, 'premature_resets', `it reset ${st.premature} of its ${st.streams} streams right after opening them`);
+}
+
+/** Closes a connection for rapid reset; `why` completes "closed an HTTP/2 connection from <addr>: ". */
+function cutOff(st: SessionState, rule: 'premature_resets' | 'streams_at_once', why: string): void {
+  const session = st.session;
+  st.cutOff = true;
+  if (session.destroyed) return;
+  const l = st.conn.listener;
+  l.telemetry.log.warn(
+    { event: 'h2_rapid_reset', rule, listener: l.name, remote_addr: st.conn.remoteAddress, streams: st.streams, premature_resets: st.premature },
+    `closed an HTTP/2 connection from ${st.conn.remoteAddress}: ${why} (rapid reset)`,
+  );
+  session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+  // (With an error: destroy(undefined, code) sends NO_ERROR, as undefined takes the error
+  // parameter's default, which is a code. The error goes to 'sessionError'.)
+  const destroy = () => session.destroy(new Error('rapid reset'), NGHTTP2_ENHANCE_YOUR_CALM);
+  // The GOAWAY goes out after nghttp2 has processed the rest of what was read, and every
+  // stream in it still becomes a Node stream first: for a connection that sends hundreds
+  // of streams at once that is up to ~1,100 more per 64 KB read. Such a client is cut off
+  // at once (its GOAWAY is then best effort: often lost). Otherwise the session is
+  // destroyed on the next turn, once the GOAWAY has been written.
+  if (rule === 'streams_at_once') destroy();
+  else setImmediate(destroy);
 }
 
 /** nginx's 499: the client closed the request (reset its stream) before it was served. */
@@ -278,10 +342,12 @@ const CLIENT_CLOSED = 499;
 
 function logClientReset(conn: ConnState, start: number, headers: IncomingHttpHeaders): void {
   const path = headers[':path'];
-  logRequest(conn, start, randomUUID(), String(headers[':method'] ?? 'GET'), path === undefined ? '' : String(path), CLIENT_CLOSED, { error: 'client_reset' });
+  // no request id: nothing was forwarded that could carry one
+  logRequest(conn, start, '-', String(headers[':method'] ?? 'GET'), path === undefined ? '' : String(path), CLIENT_CLOSED, { error: 'client_reset' });
 }
 
-function onStream(stream: ServerHttp2Stream, conn: ConnState, headers: IncomingHttpHeaders, flags: number, raw: string[], start: number): void {
+function onStream(stream: ServerHttp2Stream, st: SessionState, headers: IncomingHttpHeaders, flags: number, raw: string[], start: number): void {
+  const conn = st.conn;
   const l = conn.listener;
   const method = String(headers[':method'] ?? 'GET');
   const rawPath = headers[':path'];
