@@ -106,10 +106,13 @@ test('HTTP/2: an invalid :authority gets 400 (or, for bytes nghttp2 itself refus
   }
   assert.equal(fx.up.received.length, n, `forwarded with Host: ${fx.up.received.slice(n).map((x) => x.headers.host).join(' | ')}`);
   // the shapes nghttp2 lets through are the ones that skipped host routes: they get our 400
+  // (Node 24's nghttp2 already resets some of them, e.g. `a@b`, itself: also refused, also nothing forwarded)
   for (const host of ['a@b', 'admin.example.com,localhost', 'localhost:', '127.1']) {
     const r = await h2Request(fx.cli.port, fx.pki, { ':path': '/x', ':authority': host });
-    assert.equal(r.status, 400, `${host}: ${r.error ?? r.body}`);
+    if (r.status === 0) assert.match(r.error ?? '', /PROTOCOL_ERROR/, `${host}: ${r.error}`);
+    else assert.equal(r.status, 400, `${host}: ${r.error ?? r.body}`);
   }
+  assert.equal(fx.up.received.length, n);
 });
 
 test('HTTP/2: a Host header that differs from :authority, or two Host headers, are refused', async () => {
