@@ -78,7 +78,7 @@ test(`connections in their handshake count toward max_connections (${MAX}); one 
     // closed before any TLS byte: curl sees the connection end during its handshake
     assert.match(refused.stderr, /SSL_ERROR_SYSCALL|reset by peer|unexpected eof|Connection reset|Recv failure/i);
     assert.equal(up.received.length, before);
-    assert.match(cli.stderr(), /"event":"connection_limit_reached","listener":"capped","max_connections":4/);
+    await cli.waitLog(/"event":"connection_limit_reached","listener":"capped","max_connections":4/);
 
     held[0]!.sock.destroy();
     await waitActive('capped', MAX - 1);

@@ -91,7 +91,7 @@ test('HTTP/1.1: 50 clients, one of three endpoints SIGKILLed and restarted, then
   const m = await metrics(cli.adminPort);
   for (const u of ups) assert.equal(sample(m, 'portcullis_upstream_endpoint_healthy', { upstream: 'app', endpoint: u.url }), 0);
   assert.ok(sample(m, 'portcullis_upstream_health_checks_total', { upstream: 'app', result: 'failure' }) >= 3);
-  assert.match(cli.stderr(), /"event":"upstream_endpoint_unhealthy"/);
+  await cli.waitLog(/"event":"upstream_endpoint_unhealthy"/);
 
   // recovery follows a restart
   await ups[0]!.restart();

@@ -332,7 +332,7 @@ test('base: the config serves, its probes answer, and a Secret rotation (kubelet
     while (Date.now() < deadline && (serial = await servedSerial(cli.port)) !== renewed.serial) await new Promise((r) => setTimeout(r, 200));
     assert.equal(serial, renewed.serial, `the renewed certificate was not picked up:\n${cli.stderr()}`);
     assert.equal(cli.proc.exitCode, null, 'no restart');
-    assert.match(cli.stderr(), /"event":"reload_succeeded","trigger":"file"/);
+    await cli.waitLog(/"event":"reload_succeeded","trigger":"file"/);
     const after = await curl(url, certArgs(pki.ca.cert, pki.client));
     assert.equal(after.status, 200);
   } finally {

@@ -139,7 +139,7 @@ async function assertHandled(name: string, sock: tls.TLSSocket, stalledAt: numbe
   const closed = new Promise<void>((r) => sock.once('close', () => r()));
   sock.resume();
   assert.ok(await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]), `${name}: the client's connection is still open`);
-  assert.match(cli.stderr(), new RegExp(`"event":"send_timeout","listener":"${listener}"`));
+  await cli.waitLog(new RegExp(`"event":"send_timeout","listener":"${listener}"`));
   const r = await curl(`https://localhost:${cli.ports.api}/still-serving`, certArgs(pki.ca.cert, pki.client));
   assert.equal(r.status, 200, r.stderr);
 }
@@ -217,7 +217,7 @@ test('HTTP/2: a client that keeps reading its socket but grants a stream no flow
   // only the stream is reset: the connection stays open
   assert.equal(sock.destroyed, false);
   sock.destroy();
-  assert.match(cli.stderr(), /"event":"send_timeout","listener":"api","remote_addr":"[^"]*","stream":1/);
+  await cli.waitLog(/"event":"send_timeout","listener":"api","remote_addr":"[^"]*","stream":1/);
 });
 
 test('WebSocket: a client that stops reading an endless stream of frames is closed after send_timeout; the upstream is released', async () => {

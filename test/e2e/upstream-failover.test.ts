@@ -41,7 +41,7 @@ test('one endpoint of two refuses connections: every GET and POST succeeds on th
   assert.ok(sample(m, 'portcullis_upstream_retries_total', { upstream: 'app' }) >= 1);
   // five failures in a row (the default) eject it: once logged, and counted
   assert.equal(sample(m, 'portcullis_upstream_ejections_total', { upstream: 'app', endpoint: dead }), 1);
-  assert.match(cli.stderr(), /"event":"upstream_endpoint_ejected"/);
+  await cli.waitLog(/"event":"upstream_endpoint_ejected"/);
   assert.equal(sample(m, 'portcullis_upstream_endpoint_healthy', { upstream: 'app', endpoint: live.url }), 1, 'the gauge has samples without health checks');
 });
 

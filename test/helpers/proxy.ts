@@ -2,6 +2,7 @@
 // launcher that runs the real CLI (`bin/portcullis.js run`) on a config written to a temp
 // folder, and wrappers for curl / openssl / Node https clients.
 import http from 'node:http';
+import assert from 'node:assert/strict';
 import { before, after } from 'node:test';
 import https from 'node:https';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -71,6 +72,8 @@ export interface RunningCli {
   dir: string;
   accessLog: string;
   stderr(): string;
+  /** Waits until the proxy's stderr matches `re` (log lines are written asynchronously). */
+  waitLog(re: RegExp, ms?: number): Promise<void>;
   accessLines(): Record<string, unknown>[];
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -124,6 +127,13 @@ export async function startCli(config: Record<string, unknown>, opts: { dir?: st
     dir,
     accessLog,
     stderr: () => err,
+    waitLog: async (re: RegExp, ms = 5000) => {
+      const deadline = Date.now() + ms;
+      while (!re.test(err)) {
+        if (Date.now() > deadline) assert.fail(`the proxy never logged ${re}:\n${err.slice(-4000)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     accessLines: () => (existsSync(accessLog) ? readFileSync(accessLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) : []),
     stop: (signal: NodeJS.Signals = 'SIGTERM') =>
       new Promise((r) => {
