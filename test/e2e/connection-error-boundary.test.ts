@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
-import { useProxy, tlsListener } from '../helpers/proxy.js';
+import { useProxy, tlsListener, eventually } from '../helpers/proxy.js';
 import { connectRaw, rawGet } from '../helpers/raw-http1.js';
 
 const fx = useProxy(({ pki, up }) => ({ listeners: [tlsListener(pki)], upstreams: { app: { endpoints: [up.url] } } }), {
@@ -48,6 +48,7 @@ for (const stage of ['request', 'response'] as const) {
     assert.equal((await bystander.read()).status, 200, 'the other connection on the same worker still works');
     bystander.sock.destroy();
     assert.equal(await errorsCounted(), before + 1);
+    await eventually(() => logged().length > nLogged, 'the connection_error log line');
     const entries = logged().slice(nLogged);
     assert.equal(entries.length, 1, 'logged once');
     assert.match(String(entries[0]!.stack), /injected fault at stage/);

@@ -144,6 +144,15 @@ export async function startCli(config: Record<string, unknown>, opts: { dir?: st
   };
 }
 
+/** Polls `pred` every 20 ms until it holds; fails after `ms` naming `what`. */
+export async function eventually(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Runs the CLI to completion (for check, start-up failures, ca/cert commands). */
 export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { cwd: opts.cwd, encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000 });
