@@ -1,6 +1,6 @@
 // Messages between the primary and its workers (node:cluster IPC). Kept in one place so
-// both sides agree on the shapes. (Metrics scrapes use their own messages, defined in
-// telemetry/metrics.ts: metrics-req / metrics-res.)
+// both sides agree on the shapes. (Snapshot queries -- /metrics, /status, /ui -- use
+// their own query-req / query-res messages, defined in telemetry/cluster-query.ts.)
 
 /** An active health check verdict (the primary runs the probers; see upstream/health-check.ts). */
 export interface HealthUpdate {

@@ -8,7 +8,7 @@
 // ...) series is a plain object found with Map lookups and bumped in place; prom-client
 // only sees the values when the registry is collected (at scrape time), through metric
 // objects with the same get()/reset() shape as its own.
-import cluster, { type Worker } from 'node:cluster';
+import { answerClusterQueries, queryWorkers, type QueryOptions } from './cluster-query.js';
 import { AggregatorRegistry, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { MetricHooks } from './telemetry.js';
 import type { LoadedCert } from '../tls/listener-tls.js';
@@ -338,29 +338,13 @@ export function createPrimaryMetrics(registry: Registry = new Registry()): Prima
 }
 
 // ---------------------------------------------------------------------------------------
-// Across processes: the primary asks each worker for its registry over cluster IPC and
-// merges the answers with prom-client's AggregatorRegistry.aggregate (sum per series,
-// or the metric's own aggregator).
-//
-// Why not AggregatorRegistry#clusterMetrics(): it fails the whole scrape, after 5 s, when
-// any connected worker does not answer, which is exactly what a worker that is starting
-// up or was just killed does; and in the worker it answers only if an AggregatorRegistry
-// was constructed there. Here a worker that does not answer within the timeout, exits or
-// disconnects is left out of that one scrape, and the rest is still served.
+// Across processes: the primary asks each worker for its registry (cluster-query.ts) and
+// merges the answers with prom-client's AggregatorRegistry.aggregate (sum per series, or
+// the metric's own aggregator). A worker that does not answer in time is left out of that
+// one scrape.
 
-const REQ = 'metrics-req';
-const RES = 'metrics-res';
-
-/** The IPC messages, in the runtime's `{ pcl: ... }` envelope (see runtime/ipc.ts). */
-export type MetricsRequestMessage = { pcl: typeof REQ; id: number };
-export type MetricsResponseMessage = { pcl: typeof RES; id: number; metrics?: MetricJson[]; error?: string };
-
-function isMessage<T extends { pcl: string }>(m: unknown, pcl: T['pcl']): m is T {
-  return typeof m === 'object' && m !== null && (m as { pcl?: unknown }).pcl === pcl && typeof (m as { id?: unknown }).id === 'number';
-}
-
+const QUERY_KIND = 'metrics';
 let workerRegistry: Registry | undefined;
-let answering = false;
 
 /**
  * Worker side: answer the primary's metrics requests with this registry's series. Call
@@ -369,60 +353,10 @@ let answering = false;
  */
 export function registerWorkerRegistry(registry: Registry): void {
   workerRegistry = registry;
-  if (answering || typeof process.send !== 'function') return;
-  answering = true;
-  process.on('message', (m: unknown) => {
-    if (!isMessage<MetricsRequestMessage>(m, REQ) || !workerRegistry) return;
-    const reply = (msg: MetricsResponseMessage) => {
-      // with a callback, a closed channel is an ignored error instead of an 'error' event
-      if (process.connected) process.send?.(msg, undefined, undefined, () => undefined);
-    };
-    workerRegistry.getMetricsAsJSON().then(
-      (metrics) => reply({ pcl: RES, id: m.id, metrics: metrics as unknown as MetricJson[] }),
-      (err: unknown) => reply({ pcl: RES, id: m.id, error: err instanceof Error ? err.message : String(err) }),
-    );
-  });
+  answerClusterQueries(QUERY_KIND, () => workerRegistry!.getMetricsAsJSON());
 }
 
-let nextRequestId = 1;
-
-function askWorker(w: Worker, id: number, timeoutMs: number): Promise<MetricJson[] | null> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const finish = (v: MetricJson[] | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      w.off('message', onMessage);
-      w.off('exit', onGone);
-      w.off('disconnect', onGone);
-      resolve(v);
-    };
-    const onMessage = (m: unknown) => {
-      if (isMessage<MetricsResponseMessage>(m, RES) && m.id === id) finish(Array.isArray(m.metrics) ? m.metrics : null);
-    };
-    const onGone = () => finish(null);
-    const timer = setTimeout(onGone, timeoutMs);
-    w.on('message', onMessage);
-    w.on('exit', onGone);
-    w.on('disconnect', onGone);
-    const msg: MetricsRequestMessage = { pcl: REQ, id };
-    try {
-      w.send(msg, undefined, (err: Error | null) => {
-        if (err) onGone();
-      });
-    } catch {
-      onGone();
-    }
-  });
-}
-
-export interface CollectOptions {
-  /** how long to wait for each worker (default 2000 ms) */
-  timeoutMs?: number;
-  /** the workers to ask (default: every connected cluster worker) */
-  workers?: Worker[];
-}
+export type CollectOptions = QueryOptions;
 
 /**
  * Primary side: the Prometheus text for a scrape: every connected worker's registry
@@ -430,14 +364,8 @@ export interface CollectOptions {
  * histogram are summed across workers, and so is active_connections.
  */
 export async function collectClusterMetrics(primaryRegistry: Registry, opts: CollectOptions = {}): Promise<string> {
-  const timeoutMs = opts.timeoutMs ?? 2000;
-  const workers = opts.workers ?? Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && w.isConnected());
-  const id = nextRequestId++;
-  const [answers, own] = await Promise.all([
-    Promise.all(workers.map((w) => askWorker(w, id, timeoutMs))),
-    primaryRegistry.getMetricsAsJSON(),
-  ]);
-  const parts: object[] = answers.filter((a): a is MetricJson[] => a !== null);
+  const [answers, own] = await Promise.all([queryWorkers<MetricJson[]>(QUERY_KIND, opts), primaryRegistry.getMetricsAsJSON()]);
+  const parts: object[] = answers.filter((a) => Array.isArray(a));
   parts.push(own);
   return AggregatorRegistry.aggregate(parts).metrics();
 }
