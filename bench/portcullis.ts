@@ -25,10 +25,11 @@ export function portcullisConfig(port: number, adminPort: number, upstreamPort: 
   };
 }
 
-export function startPortcullis(repoRoot: string, dir: string, config: object, env: Record<string, string> = {}, name = 'portcullis'): Proc {
+/** `node` is the Node.js binary to run it with (default: the one running the bench). */
+export function startPortcullis(repoRoot: string, dir: string, config: object, env: Record<string, string> = {}, name = 'portcullis', node = process.execPath): Proc {
   const configPath = join(dir, `${name}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  return startProcess('portcullis', [process.execPath, join(repoRoot, 'bin', 'portcullis.js'), 'run', '-c', configPath], {
+  return startProcess(name, [node, join(repoRoot, 'bin', 'portcullis.js'), 'run', '-c', configPath], {
     cwd: dir,
     logPath: join(dir, `${name}.log`),
     env: { ...process.env, ...env },

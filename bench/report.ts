@@ -2,7 +2,8 @@
 // warnings and errors both proxies logged during the bench.
 import { readFileSync } from 'node:fs';
 
-export type SystemName = 'portcullis' | 'nginx';
+/** 'portcullis' and 'nginx' in `npm run bench`; any peer's name in `npm run bench:peers` */
+export type SystemName = string;
 export const SYSTEMS: readonly SystemName[] = ['portcullis', 'nginx'];
 
 export interface MetricDef {
@@ -119,4 +120,40 @@ export function summariseNginxLog(path: string): LogSummary {
     if (!m) return undefined;
     return `${m[1]}: ${m[2]!.replace(/, client: .*$/, '').replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR')}`;
   });
+}
+
+/**
+ * `npm run bench:peers`: one column per system, each cell the median and, in brackets,
+ * its ratio to the column's baseline (nginx for HTTP systems, Hitch for TCP ones).
+ */
+export function renderMatrix(defs: MetricDef[], values: MetricValue[], systems: { name: string; baseline?: string }[]): { text: string; data: Record<string, Record<string, { median: number | null; ratio: number | null; runs: number[] }>> } {
+  const data: Record<string, Record<string, { median: number | null; ratio: number | null; runs: number[] }>> = {};
+  const rows: string[][] = [];
+  for (const d of defs) {
+    const cells: Record<string, { median: number | null; ratio: number | null; runs: number[] }> = {};
+    for (const sys of systems) {
+      const runs = values.filter((v) => v.metric === d.id && v.system === sys.name).map((v) => v.value);
+      cells[sys.name] = { median: median(runs), ratio: null, runs };
+    }
+    for (const sys of systems) {
+      const c = cells[sys.name]!;
+      const b = sys.baseline ? cells[sys.baseline]?.median : null;
+      if (c.median !== null && b) c.ratio = c.median / b;
+    }
+    if (!Object.values(cells).some((c) => c.runs.length)) continue;
+    data[d.id] = cells;
+    rows.push([
+      `${d.label} (${d.better})`,
+      ...systems.map((sys) => {
+        const c = cells[sys.name]!;
+        if (c.median === null) return '–';
+        return `${fmt(c.median, d.decimals)}${c.ratio !== null && sys.baseline !== sys.name ? ` (${c.ratio.toFixed(2)}×)` : ''}`;
+      }),
+    ]);
+  }
+  const head = ['metric', ...systems.map((s) => s.name)];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return { text: [line(head), sep, ...rows.map(line)].join('\n'), data };
 }
