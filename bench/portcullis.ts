@@ -25,11 +25,14 @@ export function portcullisConfig(port: number, adminPort: number, upstreamPort: 
   };
 }
 
-/** `node` is the Node.js binary to run it with (default: the one running the bench). */
-export function startPortcullis(repoRoot: string, dir: string, config: object, env: Record<string, string> = {}, name = 'portcullis', node = process.execPath): Proc {
+/**
+ * `node` is the Node.js binary to run it with (default: the one running the bench);
+ * `nodeArgs` go to it (and, through cluster's execArgv, to the workers).
+ */
+export function startPortcullis(repoRoot: string, dir: string, config: object, env: Record<string, string> = {}, name = 'portcullis', node = process.execPath, nodeArgs: string[] = []): Proc {
   const configPath = join(dir, `${name}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  return startProcess(name, [node, join(repoRoot, 'bin', 'portcullis.js'), 'run', '-c', configPath], {
+  return startProcess(name, [node, ...nodeArgs, join(repoRoot, 'bin', 'portcullis.js'), 'run', '-c', configPath], {
     cwd: dir,
     logPath: join(dir, `${name}.log`),
     env: { ...process.env, ...env },

@@ -1,13 +1,29 @@
 // Certificate revocation lists: signing one for a CA (`portcullis crl`), and reading CRL
 // files (PEM or DER) into a form the verifier can check synchronously (`cert verify`, proxy).
 import { verify as nodeVerify, type X509Certificate as NodeX509 } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { CertificateList, CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
-import { x509 } from './x509.js';
+import { createRequire } from 'node:module';
 import { signingAlgorithm } from './keys.js';
 import type { CaHandle } from './issue.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { readCertificate, readCrl } from './der.js';
+
+// The ASN.1 and X.509 libraries cost about 20 MB of RSS per process, so they load on the
+// first CRL read or written: a proxy worker without `crl` never pays for them. require()
+// of our ESM wrapper gives the same module instance an import would (Node's require(esm)).
+const require = createRequire(import.meta.url);
+interface CrlLibs {
+  x509: (typeof import('./x509.js'))['x509'];
+  AsnConvert: (typeof import('@peculiar/asn1-schema'))['AsnConvert'];
+  asn: typeof import('@peculiar/asn1-x509');
+}
+let libs: CrlLibs | undefined;
+function lib(): CrlLibs {
+  return (libs ??= {
+    x509: (require('./x509.js') as typeof import('./x509.js')).x509,
+    AsnConvert: (require('@peculiar/asn1-schema') as typeof import('@peculiar/asn1-schema')).AsnConvert,
+    asn: require('@peculiar/asn1-x509') as typeof import('@peculiar/asn1-x509'),
+  });
+}
 
 export const REVOCATION_REASONS = [
   'unspecified',
@@ -48,9 +64,10 @@ export interface CreateCrlOptions {
 export async function createCrl(ca: CaHandle, entries: RevokedEntry[], opts: CreateCrlOptions = {}): Promise<string> {
   const thisUpdate = opts.thisUpdate ?? new Date();
   const nextUpdate = opts.nextUpdate ?? new Date(thisUpdate.getTime() + (opts.days ?? 30) * 86_400_000);
+  const { x509, AsnConvert, asn } = lib();
   const ski = ca.cert.getExtension(x509.SubjectKeyIdentifierExtension);
   const aki = ski ? new x509.AuthorityKeyIdentifierExtension(ski.keyId) : await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey);
-  const crlNumber = new x509.Extension(id_ce_cRLNumber, false, AsnConvert.serialize(new CRLNumber(opts.crlNumber ?? 1)));
+  const crlNumber = new x509.Extension(asn.id_ce_cRLNumber, false, AsnConvert.serialize(new asn.CRLNumber(opts.crlNumber ?? 1)));
   const crl = await x509.X509CrlGenerator.create({
     issuer: ca.cert.subjectName,
     thisUpdate,
@@ -198,8 +215,9 @@ export function parseCrls(data: Buffer | string, source?: string): CrlInfo[] {
 }
 
 function parseOne(der: Buffer, source: string | undefined): CrlInfo {
+  const { x509, AsnConvert, asn: schema } = lib();
   try {
-    const asn = AsnConvert.parse(der, CertificateList);
+    const asn = AsnConvert.parse(der, schema.CertificateList);
     const crl = new x509.X509Crl(der);
     const revoked = new Map<string, { date: Date; reason: RevocationReason | undefined }>();
     for (const e of crl.entries) {

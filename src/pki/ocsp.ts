@@ -8,8 +8,17 @@
 // same OpenSSL that verifies the TLS chain), so no WebCrypto engine has to be installed.
 import { createHash, randomBytes, verify as nodeVerify, X509Certificate } from 'node:crypto';
 import { SIG_DIGESTS } from './crl.js';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import { createRequire } from 'node:module';
+import type * as asn1js from 'asn1js';
+import type * as pkijs from 'pkijs';
+
+// pkijs and asn1js cost about 25 MB of RSS per process, so they load on first use: a proxy
+// worker that neither checks nor staples OCSP never pays for them.
+const require = createRequire(import.meta.url);
+let libs: { pkijs: typeof pkijs; asn1js: typeof asn1js } | undefined;
+function lib(): { pkijs: typeof pkijs; asn1js: typeof asn1js } {
+  return (libs ??= { pkijs: require('pkijs') as typeof pkijs, asn1js: require('asn1js') as typeof asn1js });
+}
 
 const OID_SHA1 = '1.3.14.3.2.26';
 const OID_OCSP_BASIC = '1.3.6.1.5.5.7.48.1.1';
@@ -53,7 +62,7 @@ export interface OcspAnswer {
 
 function parseCert(der: Buffer): pkijs.Certificate {
   try {
-    return pkijs.Certificate.fromBER(der);
+    return lib().pkijs.Certificate.fromBER(der);
   } catch (err) {
     throw new OcspError(`cannot parse a certificate (${(err as Error).message})`);
   }
@@ -94,17 +103,17 @@ export function newNonce(): Buffer {
 
 /** DER of an OCSPRequest for one certificate, unsigned, with a nonce extension when given. */
 export function buildOcspRequest(id: CertId, nonce?: Buffer): Buffer {
-  const reqCert = new pkijs.CertID({
-    hashAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: OID_SHA1, algorithmParams: new asn1js.Null() }),
-    issuerNameHash: new asn1js.OctetString({ valueHex: id.issuerNameHash }),
-    issuerKeyHash: new asn1js.OctetString({ valueHex: id.issuerKeyHash }),
-    serialNumber: new asn1js.Integer({ valueHex: id.serial }),
+  const reqCert = new (lib().pkijs.CertID)({
+    hashAlgorithm: new (lib().pkijs.AlgorithmIdentifier)({ algorithmId: OID_SHA1, algorithmParams: new (lib().asn1js.Null)() }),
+    issuerNameHash: new (lib().asn1js.OctetString)({ valueHex: id.issuerNameHash }),
+    issuerKeyHash: new (lib().asn1js.OctetString)({ valueHex: id.issuerKeyHash }),
+    serialNumber: new (lib().asn1js.Integer)({ valueHex: id.serial }),
   });
-  const req = new pkijs.OCSPRequest();
-  req.tbsRequest.requestList = [new pkijs.Request({ reqCert })];
+  const req = new (lib().pkijs.OCSPRequest)();
+  req.tbsRequest.requestList = [new (lib().pkijs.Request)({ reqCert })];
   if (nonce) {
-    const value = new asn1js.OctetString({ valueHex: nonce }).toBER();
-    req.tbsRequest.requestExtensions = [new pkijs.Extension({ extnID: OID_OCSP_NONCE, critical: false, extnValue: value })];
+    const value = new (lib().asn1js.OctetString)({ valueHex: nonce }).toBER();
+    req.tbsRequest.requestExtensions = [new (lib().pkijs.Extension)({ extnID: OID_OCSP_NONCE, critical: false, extnValue: value })];
   }
   return Buffer.from(req.toSchema(true).toBER());
 }
@@ -165,8 +174,8 @@ function nonceOf(basic: pkijs.BasicOCSPResponse): Buffer | undefined {
   if (!ext) return undefined;
   const raw = view(ext.extnValue.valueBlock.valueHexView);
   // RFC 8954 wraps the nonce in an OCTET STRING; some responders put it in bare
-  const inner = asn1js.fromBER(raw);
-  if (inner.offset !== -1 && inner.result instanceof asn1js.OctetString) return view(inner.result.valueBlock.valueHexView);
+  const inner = lib().asn1js.fromBER(raw);
+  if (inner.offset !== -1 && inner.result instanceof lib().asn1js.OctetString) return view(inner.result.valueBlock.valueHexView);
   return raw;
 }
 
@@ -210,11 +219,11 @@ export function verifyOcspResponse(der: Buffer, opts: VerifyOcspOptions): OcspAn
   const now = opts.now ?? new Date();
   let basic: pkijs.BasicOCSPResponse;
   try {
-    const resp = pkijs.OCSPResponse.fromBER(der);
+    const resp = lib().pkijs.OCSPResponse.fromBER(der);
     const code = resp.responseStatus.valueBlock.valueDec;
     if (code !== 0) throw new OcspError(`responder answered ${RESPONSE_STATUS[code] ?? `status ${code}`}`);
     if (!resp.responseBytes || resp.responseBytes.responseType !== OID_OCSP_BASIC) throw new OcspError('response is not a basic OCSP response');
-    basic = pkijs.BasicOCSPResponse.fromBER(resp.responseBytes.response.valueBlock.valueHexView);
+    basic = lib().pkijs.BasicOCSPResponse.fromBER(resp.responseBytes.response.valueBlock.valueHexView);
   } catch (err) {
     if (err instanceof OcspError) throw err;
     throw new OcspError(`malformed response (${(err as Error).message})`);

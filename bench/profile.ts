@@ -1,0 +1,129 @@
+// `npm run bench:profile`: where a portcullis worker spends its CPU under one load.
+// Starts portcullis (1 worker) with V8's --cpu-prof, drives it with wrk exactly as the
+// bench does (BENCH_ONLY=handshake: a full mTLS handshake + 1 request per connection;
+// keepalive: 64 keep-alive connections), stops it cleanly so the profile is written, and
+// prints the worker's self time grouped by where the code lives (portcullis' own modules,
+// Node's JavaScript, native/GC/idle) and the top functions. Use it before and after a
+// change; docs/performance.md records the breakdowns.
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startNginx, upstreamConf } from './nginx.js';
+import { makePki } from './pki.js';
+import { portcullisConfig, startPortcullis } from './portcullis.js';
+import { waitReady } from './probe.js';
+import { freePort, killAllStarted, stopProcess } from './proc.js';
+import { buildShim, ensureTools } from './tools.js';
+import { runWrk } from './wrk.js';
+
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface Profile {
+  nodes: Node[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time per node id, from the sample deltas (µs). */
+function selfTimes(p: Profile): Map<number, number> {
+  const t = new Map<number, number>();
+  for (let i = 0; i < p.samples.length; i++) t.set(p.samples[i]!, (t.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i + 1] ?? 0));
+  return t;
+}
+
+function category(url: string, fn: string): string {
+  if (url.includes('/dist/src/')) return `portcullis ${url.slice(url.indexOf('/dist/src/') + 10).split('/')[0]}/`;
+  if (url.includes('node_modules/')) return `npm ${url.slice(url.lastIndexOf('node_modules/') + 13).split('/')[0]}`;
+  if (url.startsWith('node:')) return `node ${url.slice(5).split('/')[0]}`;
+  if (fn === '(idle)' || fn === '(program)' || fn === '(garbage collector)') return fn;
+  if (!url) return `native ${fn || '(anonymous)'}`;
+  return 'other';
+}
+
+function analyse(p: Profile, top: number): string {
+  const self = selfTimes(p);
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const idle = [...self].filter(([id]) => byId.get(id)?.callFrame.functionName === '(idle)').reduce((a, [, v]) => a + v, 0);
+  const busy = total - idle;
+  const cats = new Map<string, number>();
+  const fns = new Map<string, number>();
+  for (const [id, us] of self) {
+    const n = byId.get(id)!;
+    const { functionName: fn, url, lineNumber } = n.callFrame;
+    if (fn === '(idle)') continue;
+    const c = category(url, fn);
+    cats.set(c, (cats.get(c) ?? 0) + us);
+    const key = `${fn || '(anonymous)'} ${url ? `${url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${lineNumber + 1}` : ''}`;
+    fns.set(key, (fns.get(key) ?? 0) + us);
+  }
+  const pct = (us: number) => `${((us / busy) * 100).toFixed(1).padStart(5)}%`;
+  const lines = [`busy ${(busy / 1e6).toFixed(2)} s of ${(total / 1e6).toFixed(2)} s sampled`, '', 'self time by where the code lives:'];
+  for (const [c, us] of [...cats].sort((a, b) => b[1] - a[1]).slice(0, 25)) lines.push(`  ${pct(us)}  ${c}`);
+  lines.push('', `top ${top} functions by self time:`);
+  for (const [f, us] of [...fns].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`  ${pct(us)}  ${f}`);
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const repoRoot = resolve(here, '..', '..');
+  const test = (process.env.BENCH_ONLY ?? 'handshake') as 'handshake' | 'keepalive';
+  const durationS = Number(process.env.BENCH_DURATION ?? 10);
+  const tools = ensureTools();
+  const dir = mkdtempSync(join(os.tmpdir(), 'portcullis-profile-'));
+  chmodSync(dir, 0o755);
+  const profDir = join(dir, 'prof');
+  mkdirSync(profDir);
+  try {
+    const shim = buildShim(tools.gcc, join(repoRoot, 'bench', 'wrk-shim.c'), dir);
+    const pki = await makePki(dir);
+    const [upPort, pcPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    const upConf = join(dir, 'upstream.conf');
+    writeFileSync(upConf, upstreamConf(dir, upPort, join(dir, 'none'), 4096));
+    const upstream = startNginx(tools.nginx, 'upstream', dir, upConf);
+    await waitReady(upstream, upPort);
+    const proc = startPortcullis(repoRoot, dir, portcullisConfig(pcPort, adminPort, upPort, pki, 1), {}, 'portcullis', process.execPath, [
+      '--cpu-prof',
+      `--cpu-prof-dir=${profDir}`,
+      `--cpu-prof-interval=${process.env.BENCH_PROFILE_INTERVAL_US ?? 200}`,
+    ]);
+    await waitReady(proc, pcPort, pki);
+    const closeEach = test === 'handshake';
+    await runWrk({ wrk: tools.wrk, shim, pki, url: `https://127.0.0.1:${pcPort}/`, connections: 64, durationS: 2, closeEach, noResume: true });
+    const r = await runWrk({ wrk: tools.wrk, shim, pki, url: `https://127.0.0.1:${pcPort}/`, connections: 64, durationS, closeEach, noResume: true });
+    console.log(`bench:profile: ${test}, ${r.requestsPerSec.toFixed(0)} ${closeEach ? 'conn' : 'req'}/s over ${durationS} s (profiler on: slower than the bench)`);
+    await stopProcess(proc, 15_000);
+    await stopProcess(upstream);
+    // the busiest profile is the worker's (the primary sleeps once it has started)
+    const files = readdirSync(profDir).map((f) => join(profDir, f));
+    const busy = (p: Profile) => {
+      const idle = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
+      return p.samples.reduce((a, id, i) => a + (idle.has(id) ? 0 : (p.timeDeltas[i + 1] ?? 0)), 0);
+    };
+    const profiles = files.map((f) => ({ f, p: JSON.parse(readFileSync(f, 'utf8')) as Profile })).sort((a, b) => busy(b.p) - busy(a.p));
+    console.log(`bench:profile: ${profiles.length} profile(s) written (primary + worker expected)`);
+    if (profiles.length < 2) throw new Error('the worker wrote no profile (did it exit cleanly?)');
+    console.log(analyse(profiles[0]!.p, Number(process.env.BENCH_PROFILE_TOP ?? 30)));
+    if (process.env.BENCH_PROFILE_OUT) {
+      writeFileSync(process.env.BENCH_PROFILE_OUT, readFileSync(profiles[0]!.f));
+      console.log(`\nworker profile written to ${process.env.BENCH_PROFILE_OUT} (open it in Chrome DevTools)`);
+    }
+  } finally {
+    killAllStarted();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  killAllStarted();
+  console.error(`bench:profile failed: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+});
