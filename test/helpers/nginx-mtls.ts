@@ -17,6 +17,8 @@ export interface NginxSite {
   key: string;
   /** CA bundle nginx verifies client certificates against */
   clientCa: string;
+  /** ssl_protocols; default TLSv1.2 TLSv1.3 (nginx 1.22's own default has no TLS 1.3) */
+  protocols?: string;
 }
 
 export interface MtlsNginx {
@@ -57,6 +59,7 @@ const FIELDS: [string, string][] = [
   ['subject', '$ssl_client_s_dn'],
   ['issuer', '$ssl_client_i_dn'],
   ['protocol', '$ssl_protocol'],
+  ['session_reused', '$ssl_session_reused'],
   ['server_name', '$ssl_server_name'],
   ['method', '$request_method'],
   ['uri', '$request_uri'],
@@ -89,6 +92,7 @@ export async function startMtlsNginx(dir: string, sites: NginxSite[]): Promise<M
     server_name _;
     ssl_certificate ${s.cert};
     ssl_certificate_key ${s.key};
+    ssl_protocols ${s.protocols ?? 'TLSv1.2 TLSv1.3'};
     ssl_client_certificate ${s.clientCa};
     ssl_verify_client on;
     ssl_verify_depth 2;
