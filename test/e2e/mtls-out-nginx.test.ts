@@ -7,13 +7,14 @@
 // Skipped, with a message, where nginx is not installed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startCli, tempDir, cleanup, curl, eventually, type RunningCli } from '../helpers/proxy.js';
-import { NGINX, startMtlsNginx, parseSeen, type MtlsNginx } from '../helpers/nginx-mtls.js';
+import { NGINX, startMtlsNginx, parseSeen, freePort, type MtlsNginx } from '../helpers/nginx-mtls.js';
 import { issueCert, type CaHandle, type IssueOptions } from '../../src/pki/issue.js';
 
 const skip = NGINX ? false : 'nginx is not installed (apt-get install -y nginx); skipping the plain-in/mTLS-out round trips';
@@ -26,6 +27,8 @@ let dir: string;
 let pki: TestPki;
 let nginx: MtlsNginx;
 let cli: RunningCli;
+/** `openssl s_server` refusing bad client certificates with a TLS alert, as Envoy, Go or HAProxy do */
+let strict: { proc: ChildProcess; port: number } | undefined;
 /** the client certificate files the `rotate` upstream presents (rewritten by the rotation test) */
 let rotCert: string;
 let rotKey: string;
@@ -73,6 +76,10 @@ before(async () => {
     { name: 'forged', ...forged, clientCa: pki.ca.cert },
     { name: 'rotate', ...spiffeOnly, clientCa: pki.ca.cert },
   ]);
+  const strictPort = await freePort();
+  const proc = spawn('openssl', ['s_server', '-quiet', '-accept', `127.0.0.1:${strictPort}`, '-cert', spiffeOnly.cert, '-key', spiffeOnly.key, '-CAfile', pki.ca.cert, '-Verify', '2', '-verify_return_error', '-www'], { stdio: 'ignore' });
+  strict = { proc, port: strictPort };
+  await eventually(() => portOpen(strictPort), 'openssl s_server listening', 10_000);
   rotCert = join(dir, 'rot.crt');
   rotKey = join(dir, 'rot.key');
   writeFileSync(rotCert, readFileSync(pki.client.cert));
@@ -80,7 +87,7 @@ before(async () => {
   const plain = (name: string, upstream = name) => ({ name, address: '127.0.0.1:0', routes: [{ upstream }] });
   cli = await startCli(
     {
-      listeners: [plain('spiffe'), plain('dns'), plain('wrong'), plain('otherca'), plain('refused'), plain('rotate'), plain('wrong12'), plain('forged'), { name: 'tcp', address: '127.0.0.1:0', protocol: 'tcp', upstream: 'tcp' }],
+      listeners: [plain('spiffe'), plain('dns'), plain('wrong'), plain('otherca'), plain('refused'), plain('rotate'), plain('wrong12'), plain('forged'), plain('strict'), plain('strictok'), plain('nocert'), { name: 'tcp', address: '127.0.0.1:0', protocol: 'tcp', upstream: 'tcp' }],
       upstreams: {
         spiffe: mtlsUpstream('spiffe', 'https', pki.client),
         dns: mtlsUpstream('dns', 'https', pki.client),
@@ -88,6 +95,9 @@ before(async () => {
         otherca: mtlsUpstream('otherca', 'https', pki.client),
         wrong12: mtlsUpstream('wrong12', 'https', pki.client),
         forged: mtlsUpstream('forged', 'https', pki.client),
+        strict: { ...mtlsUpstream('spiffe', 'https', pki.untrusted), endpoints: [`https://127.0.0.1:${strictPort}`] },
+        strictok: { ...mtlsUpstream('spiffe', 'https', pki.client), endpoints: [`https://127.0.0.1:${strictPort}`] },
+        nocert: { endpoints: [`https://127.0.0.1:${strictPort}`], retries: 0, tls: { ca: pki.ca.cert, verify_names: VERIFY_NAMES } },
         refused: mtlsUpstream('spiffe', 'https', pki.untrusted),
         rotate: mtlsUpstream('rotate', 'https', { cert: rotCert, key: rotKey }),
         tcp: mtlsUpstream('spiffe', 'tls', pki.client),
@@ -98,10 +108,19 @@ before(async () => {
 });
 
 after(async () => {
+  strict?.proc.kill();
   await cli?.stop();
   await nginx?.stop();
   if (dir) cleanup(dir);
 });
+
+let open = false;
+function portOpen(port: number): boolean {
+  // polled by eventually(): a connect attempt in the background, its result next poll
+  const c = netConnect(port, '127.0.0.1', () => ((open = true), c.destroy()));
+  c.on('error', () => undefined);
+  return open;
+}
 
 const url = (listener: string, path = '/') => `http://127.0.0.1:${cli.ports[listener]}${path}`;
 
@@ -202,4 +221,15 @@ test('nginx refusing portcullis\'s client certificate (another CA): nginx answer
   assert.ok(logged);
   assert.match(logged.verify!, /^FAILED:/);
   assert.equal(logged.serial, pki.untrusted.serial);
+});
+
+test('an upstream that refuses the client certificate with a TLS alert: 502 naming the alert and tls.cert', { skip }, async () => {
+  // control: the same server accepts portcullis's good certificate (openssl -www answers 200)
+  const good = await curl(url('strictok', '/'));
+  assert.equal(good.status, 200, good.body);
+  assert.match(good.body, /Client certificate/);
+  const m = unavailable(await curl(url('strict', '/untrusted-cert')));
+  assert.equal(m, `upstream strict (https://127.0.0.1:${strict!.port}) refused the client certificate portcullis presented (TLS alert unknown_ca); check that upstreams.strict.tls.cert is valid and issued by a CA the upstream trusts`);
+  const none = unavailable(await curl(url('nocert', '/no-cert')));
+  assert.match(none, /requires a client certificate and portcullis sent none \(TLS alert certificate_required\); set upstreams\.nocert\.tls\.cert and upstreams\.nocert\.tls\.key/);
 });
