@@ -87,7 +87,7 @@ before(async () => {
   const plain = (name: string, upstream = name) => ({ name, address: '127.0.0.1:0', routes: [{ upstream }] });
   cli = await startCli(
     {
-      listeners: [plain('spiffe'), plain('dns'), plain('wrong'), plain('otherca'), plain('refused'), plain('rotate'), plain('wrong12'), plain('forged'), plain('strict'), plain('strictok'), plain('nocert'), { name: 'tcp', address: '127.0.0.1:0', protocol: 'tcp', upstream: 'tcp' }],
+      listeners: [plain('spiffe'), plain('dns'), plain('wrong'), plain('otherca'), plain('refused'), plain('rotate'), plain('wrong12'), plain('forged'), plain('strict'), plain('strictok'), plain('nocert'), { name: 'tcp', address: '127.0.0.1:0', protocol: 'tcp', upstream: 'tcp' }, { name: 'tcpwrong', address: '127.0.0.1:0', protocol: 'tcp', upstream: 'tcpwrong' }],
       upstreams: {
         spiffe: mtlsUpstream('spiffe', 'https', pki.client),
         dns: mtlsUpstream('dns', 'https', pki.client),
@@ -101,6 +101,7 @@ before(async () => {
         refused: mtlsUpstream('spiffe', 'https', pki.untrusted),
         rotate: mtlsUpstream('rotate', 'https', { cert: rotCert, key: rotKey }),
         tcp: mtlsUpstream('spiffe', 'tls', pki.client),
+        tcpwrong: mtlsUpstream('wrong', 'tls', pki.client),
       },
     },
     { dir },
@@ -232,4 +233,34 @@ test('an upstream that refuses the client certificate with a TLS alert: 502 nami
   assert.equal(m, `upstream strict (https://127.0.0.1:${strict!.port}) refused the client certificate portcullis presented (TLS alert unknown_ca); check that upstreams.strict.tls.cert is valid and issued by a CA the upstream trusts`);
   const none = unavailable(await curl(url('nocert', '/no-cert')));
   assert.match(none, /requires a client certificate and portcullis sent none \(TLS alert certificate_required\); set upstreams\.nocert\.tls\.cert and upstreams\.nocert\.tls\.key/);
+});
+
+test('HTTP/2 into a plain listener: h2c is not offered; an Upgrade: h2c request is served over HTTP/1.1, prior-knowledge HTTP/2 gets no response', { skip }, async () => {
+  // a plain listener is HTTP/1.1 only (HTTP/2 comes through ALPN on TLS listeners)
+  const upgrade = await curl(url('spiffe', '/h2c-upgrade'), ['--http2', '-sSv']);
+  assert.equal(upgrade.status, 200, upgrade.stderr);
+  assert.match(upgrade.stderr, /< HTTP\/1\.1 200/);
+  assert.doesNotMatch(upgrade.stderr, /101 Switching/);
+  assert.equal(parseSeen(upgrade.body).verify, 'SUCCESS');
+  const prior = await curl(url('spiffe', '/h2-prior-knowledge'), ['--http2-prior-knowledge']);
+  assert.equal(prior.status, 0, `no HTTP/2 response: ${prior.stderr}`);
+  assert.equal(nginx.accessLines('spiffe').filter((l) => l.uri === '/h2-prior-knowledge').length, 0);
+});
+
+test('TCP listener without tls to a tls:// upstream: the bytes arrive over mTLS with portcullis\'s certificate; a wrong identity closes the connection and logs why', { skip }, async () => {
+  // nginx's stream module is not in Debian's nginx package here, so nginx's HTTPS server is
+  // the tls:// upstream: the plain HTTP request crosses portcullis as opaque bytes
+  const r = await curl(url('tcp', '/over-tcp'), ['-H', 'X-Test: raw-bytes']);
+  assert.equal(r.status, 200, r.stderr);
+  const seen = parseSeen(r.body);
+  assert.equal(seen.verify, 'SUCCESS');
+  assert.equal(seen.serial, pki.client.serial);
+  assert.equal(seen.x_test, 'raw-bytes');
+  assert.equal(seen.x_forwarded_for, '', 'a TCP listener adds nothing to the bytes');
+  const wrong = await curl(url('tcpwrong', '/must-not-arrive'));
+  assert.equal(wrong.status, 0, 'the client connection is closed');
+  const line = () => cli.accessLines().find((l) => l.listener === 'tcpwrong');
+  await eventually(() => line() !== undefined, 'the tcpwrong access line');
+  assert.match(String(line()!.error), new RegExp(`^upstream_unavailable: upstream tcpwrong \\(tls://127\\.0\\.0\\.1:${nginx.ports.wrong}\\) presented a certificate for DNS:imposter\\.internal, URI:spiffe://example\\.org/ns/prod/sa/imposter but upstreams\\.tcpwrong\\.tls\\.verify_names accepts only`));
+  assert.deepEqual(nginx.accessLines('wrong'), []);
 });
