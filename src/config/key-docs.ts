@@ -301,7 +301,7 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
   'upstreams.<name>.tls.key': { text: 'Private key of `tls.cert`.', example: 'pki/proxy-client.key' },
   'upstreams.<name>.tls.server_name': { text: 'SNI to send, and the name the upstream\'s certificate must carry (default: the endpoint\'s host).', example: 'payments.internal' },
   'upstreams.<name>.tls.verify_names': {
-    text: 'Accept the upstream\'s certificate when it carries one of these DNS or URI (e.g. SPIFFE) SANs, instead of checking the host name.',
+    text: 'Accept the upstream\'s certificate when it carries one of these names, instead of checking the host name: an entry with a scheme (`spiffe://...`) must equal a URI SAN, any other entry a DNS SAN (case-insensitive); no wildcards. The chain must still verify against `ca`.',
     example: ['spiffe://example.org/ns/prod/sa/payments'],
   },
 };

@@ -8,7 +8,7 @@
 // finds every slot busy waits in the queue (max_pending, at most timeouts.connect).
 import net, { type Socket } from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { buildUpstreamTls } from './upstream-tls.js';
+import { buildUpstreamTls, describeUpstreamTlsError } from './upstream-tls.js';
 import { UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter.js';
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
@@ -150,7 +150,9 @@ export class TcpUpstream {
       sock.once('close', () => this.balancer.end(ep));
       done(undefined, sock);
     };
-    const onError = (e: Error & { code?: string }) => finish(new TcpConnectError(`${ep.label}: ${e.code ?? e.message}`, e.code ?? 'error'));
+    // a failed handshake is explained (names seen and wanted, whose certificate was refused)
+    const onError = (e: Error & { code?: string }) =>
+      finish(new TcpConnectError(describeUpstreamTlsError(e, this.name, ep.label) ?? `${ep.label}: ${e.code ?? e.message}`, e.code ?? 'error'));
     // timeouts.connect: 0 = no limit
     const timer =
       this.connectTimeout > 0

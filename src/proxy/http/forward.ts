@@ -5,6 +5,7 @@
 // or HTTP/2, so both front ends share this one upstream path.
 import type { H1Call, H1Handler } from '../../upstream/h1-pool.js';
 import type { Endpoint } from '../../upstream/pool.js';
+import { describeUpstreamTlsError } from '../../upstream/upstream-tls.js';
 import { filterRawResponseHeaders, headerMapOf } from '../request-headers.js';
 import type { HttpErrorCode } from '../../errors.js';
 
@@ -100,6 +101,10 @@ export function classifyUpstreamError(err: Error & { code?: string }, upstream: 
   if (code === 'PCL_UPSTREAM_CLOSED' || code === 'ECONNRESET' || code === 'EPIPE') {
     return { code: 'upstream_unavailable', message: `upstream ${upstream} (${endpoint}) closed the connection before the response was complete; check the upstream's logs` };
   }
+  // a failed handshake: which names the upstream showed and which were wanted, or whose
+  // certificate which side refused (upstream-tls.ts)
+  const tls = describeUpstreamTlsError(err, upstream, endpoint);
+  if (tls) return { code: 'upstream_unavailable', message: tls };
   return { code: 'upstream_unavailable', message: `upstream ${upstream} (${endpoint}) failed: ${code || err.message}; check the upstream's logs` };
 }
 
