@@ -29,6 +29,7 @@ import { watchFiles } from './watch.js';
 import { workerOpenSslArgs } from './openssl-config.js';
 import { HealthProbers, type ProbeReport } from '../upstream/health-check.js';
 import type { HealthUpdate } from './ipc.js';
+import { DnsResolver, addressBook, dnsChangeLog, endpointTargets, type DnsChange } from '../upstream/dns.js';
 
 export interface PrimaryOptions {
   drainMs: number;
@@ -102,9 +103,27 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     metrics.resetEndpointHealth();
     const verdicts = new Map(probers.status().map((s) => [`${s.upstream}\0${s.endpoint}`, s.healthy]));
     for (const [name, up] of Object.entries(c.upstreams)) {
-      for (const ep of up.endpoints) metrics.setEndpointHealth(name, ep, verdicts.get(`${name}\0${ep}`) ?? true);
+      for (const raw of up.endpoints) {
+        for (const t of endpointTargets(raw).targets) metrics.setEndpointHealth(name, t.label, verdicts.get(`${name}\0${t.label}`) ?? true);
+      }
     }
   };
+  // one resolver for the process tree (upstream/dns.ts): address sets reach the workers by
+  // IPC, the probers follow them here
+  const resolver = new DnsResolver((c: DnsChange) => {
+    const line = dnsChangeLog(c);
+    telemetry.log[line.level](line.fields, line.message);
+    broadcast({ pcl: 'dns', hosts: [c.now] });
+    if (c.kind === 'changed' && !shuttingDown) {
+      probers.update(config);
+      healthGauges(config);
+    }
+  });
+  /** both configurations' names, while a reload is being prepared */
+  const bothUpstreams = (a: LoadedConfig, b: LoadedConfig) => ({
+    upstreams: Object.fromEntries([...Object.entries(a.upstreams).map(([k, v]) => [`old:${k}`, v] as const), ...Object.entries(b.upstreams).map(([k, v]) => [`new:${k}`, v] as const)]),
+  });
+  await resolver.update(config);
   probers.update(config);
   healthGauges(config);
 
@@ -113,12 +132,15 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     telemetry,
     workers: liveWorkers,
     counted: (r) => metrics.reload(r),
+    // names new in this config resolve before the workers build their generation
+    provisioned: (next) => resolver.update(bothUpstreams(config, next)),
     applied: (next, certs) => {
       const before = config;
       config = next;
       certificates = certs;
       metrics.setCertificates(certs);
       watcher.update(watchedFiles(next));
+      void resolver.update(next);
       probers.update(next);
       healthGauges(next);
       if (workerCount(next) !== workerCount(before) || next.admin.address !== before.admin.address || JSON.stringify(next.log) !== JSON.stringify(before.log)) {
@@ -139,13 +161,15 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       [WORKER_ENV.drainMs]: String(opts.drainMs),
       [WORKER_ENV.generation]: String(reloads.generation),
       [WORKER_ENV.health]: JSON.stringify(probers.status().map(toUpdate)),
+      [WORKER_ENV.dns]: JSON.stringify(addressBook()),
     });
     startedAt.set(w.id, new Date());
     w.on('message', (m: unknown) => {
       if (!isPortcullisMessage(m)) return;
       const msg = m as FromWorker;
       if (msg.pcl === 'ready') {
-        // verdicts that changed while it started
+        // address sets and verdicts that changed while it started
+        w.send({ pcl: 'dns', hosts: addressBook() } satisfies ToWorker);
         w.send({ pcl: 'health', updates: probers.status().map(toUpdate) } satisfies ToWorker);
         readyIds.add(w.id);
         workerGeneration.set(w.id, msg.generation);
@@ -279,6 +303,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       if (afterDelay) telemetry.log.info({ event: 'drain_started' }, 'closing listeners and draining workers');
       // workers keep serving with the last verdicts during shutdown.delay; none after this
       probers.stop();
+      resolver.stop();
       for (const w of liveWorkers()) {
         if (w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
         // A worker still starting has no handlers yet, so SIGTERM's default action stops it;
@@ -313,6 +338,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     shuttingDown = true;
     watcher.close();
     probers.stop();
+    resolver.stop();
     clearInterval(rotation);
     for (const w of liveWorkers()) w.kill();
     await admin.close();

@@ -53,7 +53,7 @@ function requestHeaders(f: H2ForwardRequest): OutgoingHttpHeaders {
     else if (Array.isArray(prev)) prev.push(h[i + 1]!);
     else out[name] = [String(prev), h[i + 1]!];
   }
-  out[':authority'] = authority || f.endpoint.url.host;
+  out[':authority'] = authority || f.endpoint.authority;
   if (f.teTrailers) out['te'] = 'trailers';
   return out;
 }
