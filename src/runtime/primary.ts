@@ -29,6 +29,8 @@ import { watchFiles } from './watch.js';
 import { workerOpenSslArgs } from './openssl-config.js';
 import { HealthProbers, type ProbeReport } from '../upstream/health-check.js';
 import type { HealthUpdate } from './ipc.js';
+import { upstreamStatus, UPSTREAMS_QUERY, type WorkerUpstreams } from '../upstream/status.js';
+import { queryWorkers } from '../telemetry/cluster-query.js';
 import { DnsResolver, addressBook, dnsChangeLog, endpointTargets, type DnsChange } from '../upstream/dns.js';
 
 export interface PrimaryOptions {
@@ -242,7 +244,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       ready,
       shuttingDown: () => shuttingDown,
       metrics: () => collectClusterMetrics(metrics.registry),
-      status: () => ({
+      status: async () => ({
         ...buildStatus({
           version: VERSION,
           startedAt: startedAtPrimary,
@@ -254,7 +256,8 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
         }),
         ...(reloads.last ? { last_reload_trigger: reloads.last.trigger } : {}),
         ...(shutdown ? { shutdown: { signal: shutdown.signal, since: shutdown.at.toISOString(), drain_from: shutdown.drainAt.toISOString() } } : {}),
-        upstreams: upstreamStatus(config, probers.status()),
+        // live state (in flight, ejections, last error) is per worker: asked for per request
+        upstreams: upstreamStatus(config.upstreams, probers.status(), await queryWorkers<WorkerUpstreams>(UPSTREAMS_QUERY, { timeoutMs: 1_000 })),
       }),
       reload: () => reload('admin'),
     },
@@ -347,29 +350,6 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
 
 
   return { telemetry, admin, stopped };
-}
-
-/**
- * /status `upstreams`: each endpoint with its health check state (healthy, unhealthy, or
- * unchecked without a health_check) and last probe. Passive state (ejections, in flight)
- * is per worker: see the portcullis_upstream_* metrics.
- */
-function upstreamStatus(config: LoadedConfig, verdicts: ReturnType<HealthProbers['status']>) {
-  const byKey = new Map(verdicts.map((v) => [`${v.upstream}\0${v.endpoint}`, v]));
-  return Object.entries(config.upstreams).map(([name, up]) => ({
-    name,
-    balance: up.balance,
-    health_check: !!up.health_check,
-    endpoints: up.endpoints.map((ep) => {
-      const v = byKey.get(`${name}\0${ep}`);
-      const p = v?.last_probe;
-      return {
-        endpoint: ep,
-        state: !v ? 'unchecked' : v.healthy ? 'healthy' : 'unhealthy',
-        last_probe: p ? { at: new Date(p.at).toISOString(), ok: p.ok, ...(p.error ? { error: p.error } : {}) } : null,
-      };
-    }),
-  }));
 }
 
 function broadcast(m: ToWorker): void {

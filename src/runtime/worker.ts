@@ -10,6 +10,8 @@ import type { MetricHooks } from '../telemetry/telemetry.js';
 import { applyProbe } from '../upstream/endpoint-state.js';
 import type { HealthUpdate } from './ipc.js';
 import { applyAddresses, type HostAddresses } from '../upstream/dns.js';
+import { answerClusterQueries } from '../telemetry/cluster-query.js';
+import { UPSTREAMS_QUERY, workerUpstreamSnapshot } from '../upstream/status.js';
 
 function applyHealth(updates: HealthUpdate[]): void {
   for (const u of updates) applyProbe(u.upstream, u.endpoint, u.healthy, u.outcome);
@@ -53,6 +55,11 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
     process.disconnect?.();
     return;
   }
+  // /status: this worker's requests in flight, ejections and last errors per endpoint
+  answerClusterQueries(UPSTREAMS_QUERY, () => {
+    const g = proxy.generation;
+    return workerUpstreamSnapshot([...g.upstreams.values(), ...g.tcpUpstreams.values()]);
+  });
   send({ pcl: 'ready', generation: proxy.generation.id, addresses: Object.fromEntries(proxy.addresses) });
 
   const pending = new Map<number, Generation>();
