@@ -82,7 +82,11 @@ function probeFor(target: EndpointTarget, hc: HealthCheckConfig, tlsOpts: Connec
       session.once('error', (e: Error & { code?: string }) => finish(e.code ?? e.message));
       const req = session.request({ ':method': 'GET', ':path': hc.path, ':authority': authority, 'user-agent': 'portcullis-health-check' }, { endStream: true });
       req.once('response', (h) => finish(verdict(Number(h[':status']))));
-      req.once('error', (e: Error & { code?: string }) => finish(e.code ?? e.message));
+      // a refused connection reaches the stream as a cancel whose cause is the errno: name that
+      req.once('error', (e: Error & { code?: string; cause?: unknown }) => {
+        const root = (e.code === 'ERR_HTTP2_STREAM_CANCEL' && e.cause instanceof Error ? e.cause : e) as Error & { code?: string };
+        finish(root.code ?? root.message);
+      });
       req.resume();
     };
   }
