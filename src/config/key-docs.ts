@@ -269,7 +269,7 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
     example: 'header:x-user-id',
   },
   'upstreams.<name>.dns_refresh': {
-    text: 'How often an endpoint written with a host name is looked up again (getaddrinfo, so /etc/hosts and resolv.conf search domains apply). Every address becomes an endpoint of its own (a Kubernetes headless Service works as it is); a new address takes traffic at once, a removed one gets no new requests and its requests in flight finish. A failed lookup keeps the last good set; a name that never resolved makes requests fail with `503 no_healthy_upstream` naming the DNS error. 5 s like Envoy\'s `dns_refresh_rate` and CoreDNS\'s default TTL. Lookups run once for the whole process tree, in the primary. See docs/upstreams.md.',
+    text: 'How often an endpoint written with a host name is looked up again (getaddrinfo, so /etc/hosts and resolv.conf search domains apply). Every address becomes an endpoint of its own (a Kubernetes headless Service works as it is); a new address takes traffic at once, a removed one gets no new requests and its requests in flight finish. A failed lookup keeps the last good set; a name that never resolved makes requests fail with `503 no_healthy_upstream` naming the DNS error. 5 s like Envoy\'s `dns_refresh_rate` and CoreDNS\'s default TTL. Lookups run once for the whole process tree, in the primary. Refused on an upstream whose endpoints are all IP addresses. See docs/upstreams.md.',
     example: '30s',
   },
   'upstreams.<name>.retries': {
