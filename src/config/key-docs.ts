@@ -268,6 +268,10 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
     text: 'The key of `balance: hash`: `identity` (the client certificate\'s SPIFFE ID, else its SHA-256 fingerprint) or `header:<name>` (the first value of that request header; http only). Requests without a key are balanced round robin. Default `identity`.',
     example: 'header:x-user-id',
   },
+  'upstreams.<name>.dns_refresh': {
+    text: 'How often an endpoint written with a host name is looked up again (getaddrinfo, so /etc/hosts and resolv.conf search domains apply). Every address becomes an endpoint of its own (a Kubernetes headless Service works as it is); a new address takes traffic at once, a removed one gets no new requests and its requests in flight finish. A failed lookup keeps the last good set; a name that never resolved makes requests fail with `503 no_healthy_upstream` naming the DNS error. 5 s like Envoy\'s `dns_refresh_rate` and CoreDNS\'s default TTL. Lookups run once for the whole process tree, in the primary. Refused on an upstream whose endpoints are all IP addresses. See docs/upstreams.md.',
+    example: '30s',
+  },
   'upstreams.<name>.retries': {
     text: 'Extra attempts on endpoints not tried yet: after a connect failure (refused, timeout, TLS failure: nothing reached the upstream) for any request, and after a reset before any response byte for idempotent requests without a body. Nothing is retried once a response byte has gone. 0 = no failover.',
   },

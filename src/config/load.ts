@@ -3,6 +3,7 @@
 // each: "<path>: <problem>; <fix>"), resolves file paths against the config's folder and,
 // on request, checks that every referenced file can be read. Certificates are not parsed
 // here: the TLS layer does that when it builds its contexts.
+import { isIP } from 'node:net';
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
@@ -228,6 +229,25 @@ function crossChecks(root: Raw): Found[] {
       if (iv !== undefined && to !== undefined && iv > 0 && to >= iv) {
         add(['upstreams', name, 'health_check', 'timeout'], `${to} ms is not shorter than interval (${iv} ms), so probes would overlap; make timeout shorter than interval`);
       }
+    }
+    const outlier = obj(ur?.outlier);
+    if (outlier) {
+      const base = parseDuration(outlier.base_ejection ?? '30s');
+      const max = parseDuration(outlier.max_ejection ?? '5m');
+      if (base !== undefined && max !== undefined && base > max) {
+        add(['upstreams', name, 'outlier', 'max_ejection'], `${max} ms is shorter than base_ejection (${base} ms), so every ejection would be cut to max_ejection; make max_ejection at least base_ejection`);
+      }
+    }
+    const eps = list(ur?.endpoints);
+    if (ur?.dns_refresh !== undefined && eps && eps.length > 0) {
+      const named = eps.some((e) => {
+        try {
+          return isIP(new URL(e).hostname.replace(/^\[|\]$/g, '')) === 0;
+        } catch {
+          return true; // a malformed URL is the schema's to report
+        }
+      });
+      if (!named) add(['upstreams', name, 'dns_refresh'], 'every endpoint is an IP address, so nothing is looked up; remove dns_refresh or give an endpoint by host name');
     }
     const tls = obj(ur?.tls);
     if (tls && (tls.cert === undefined) !== (tls.key === undefined)) {

@@ -69,6 +69,7 @@ test('the minimal config gets every documented default', () => {
     retry_budget: { percent: 20, min_concurrent: 3 },
     outlier: { consecutive_failures: 5, base_ejection: 30_000, max_ejection: 300_000, max_ejected_percent: 50, count_5xx: true },
     timeouts: { connect: 2_000, request: 30_000, idle: 60_000 },
+    dns_refresh: 5_000,
     limits: { max_connections: 1024, max_pending: 1024, max_requests: 1024 },
   });
 });

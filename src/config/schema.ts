@@ -520,6 +520,8 @@ const UpstreamSchema = strict({
     idle: duration().default(60_000),
   }).prefault({}),
   health_check: HealthCheckSchema.optional(),
+  /** endpoints written with a host name: how often the name is looked up again (upstream/dns.ts) */
+  dns_refresh: duration({ positive: true }).default(5_000),
   tls: UpstreamTlsSchema.optional(),
   limits: UpstreamLimitsSchema.prefault({}),
 });

@@ -18,6 +18,8 @@ export interface Generation {
   config: LoadedConfig;
   listeners: Map<string, ListenerRuntime>;
   upstreams: Map<string, UpstreamPool>;
+  /** upstreams of tcp listeners (they follow DNS changes until the generation is released) */
+  tcpUpstreams: Map<string, TcpUpstream>;
   /** connections still using this generation; it is released when retired and at zero */
   refs: GenerationRefs;
 }
@@ -93,6 +95,7 @@ export function buildGeneration(config: LoadedConfig, id: number, telemetry: Tel
   const listeners = new Map<string, ListenerRuntime>();
   const refs = new GenerationRefs(() => {
     for (const p of upstreams.values()) void p.close();
+    for (const p of tcpUpstreams.values()) p.close();
   });
   config.listeners.forEach((l, i) => {
     collect(errors, () => {
@@ -102,9 +105,10 @@ export function buildGeneration(config: LoadedConfig, id: number, telemetry: Tel
   });
   if (errors.length > 0) {
     for (const p of upstreams.values()) void p.close();
+    for (const p of tcpUpstreams.values()) p.close();
     throw new PortcullisErrors(errors, config.configPath);
   }
-  return { id, config, listeners, upstreams, refs };
+  return { id, config, listeners, upstreams, tcpUpstreams, refs };
 }
 
 function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map<string, UpstreamPool>, telemetry: Telemetry, ticketSecret: Buffer | undefined, refs: GenerationRefs, tcpUpstreams: Map<string, TcpUpstream>): ListenerRuntime | undefined {
@@ -160,5 +164,6 @@ function buildListener(l: ListenerConfig, i: number, gen: number, upstreams: Map
 
 /** Closes a generation's pools now (start-up failures, check, shutdown). */
 export async function releaseGeneration(g: Generation): Promise<void> {
+  for (const t of g.tcpUpstreams.values()) t.close();
   await Promise.all([...g.upstreams.values()].map((p) => p.close()));
 }

@@ -2,6 +2,8 @@
 // both sides agree on the shapes. (Snapshot queries -- /metrics, /status, /ui -- use
 // their own query-req / query-res messages, defined in telemetry/cluster-query.ts.)
 
+import type { HostAddresses } from '../upstream/dns.js';
+
 /** An active health check verdict (the primary runs the probers; see upstream/health-check.ts). */
 export interface HealthUpdate {
   upstream: string;
@@ -14,6 +16,8 @@ export type ToWorker =
   | { pcl: 'shutdown'; drainMs: number }
   /** endpoints whose health check verdict changed (or all of them, for a worker that starts) */
   | { pcl: 'health'; updates: HealthUpdate[] }
+  /** host names whose address set (or lookup error) changed, or all of them for a worker that starts (upstream/dns.ts) */
+  | { pcl: 'dns'; hosts: HostAddresses[] }
   | { pcl: 'ticket-secret'; secret: string }
   /** reload phase 1: build generation `id` from the config file, change nothing yet */
   | { pcl: 'prepare'; id: number }
@@ -39,4 +43,6 @@ export const WORKER_ENV = {
   generation: 'PORTCULLIS_GENERATION',
   /** JSON HealthUpdate[]: the verdicts so far, applied before the worker serves */
   health: 'PORTCULLIS_HEALTH',
+  /** JSON HostAddresses[]: what the primary's resolver knows, applied before the worker builds its generation */
+  dns: 'PORTCULLIS_DNS',
 } as const;

@@ -29,6 +29,9 @@ import { watchFiles } from './watch.js';
 import { workerOpenSslArgs } from './openssl-config.js';
 import { HealthProbers, type ProbeReport } from '../upstream/health-check.js';
 import type { HealthUpdate } from './ipc.js';
+import { upstreamStatus, UPSTREAMS_QUERY, type WorkerUpstreams } from '../upstream/status.js';
+import { queryWorkers } from '../telemetry/cluster-query.js';
+import { DnsResolver, addressBook, dnsChangeLog, endpointTargets, type DnsChange } from '../upstream/dns.js';
 
 export interface PrimaryOptions {
   drainMs: number;
@@ -102,9 +105,27 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     metrics.resetEndpointHealth();
     const verdicts = new Map(probers.status().map((s) => [`${s.upstream}\0${s.endpoint}`, s.healthy]));
     for (const [name, up] of Object.entries(c.upstreams)) {
-      for (const ep of up.endpoints) metrics.setEndpointHealth(name, ep, verdicts.get(`${name}\0${ep}`) ?? true);
+      for (const raw of up.endpoints) {
+        for (const t of endpointTargets(raw).targets) metrics.setEndpointHealth(name, t.label, verdicts.get(`${name}\0${t.label}`) ?? true);
+      }
     }
   };
+  // one resolver for the process tree (upstream/dns.ts): address sets reach the workers by
+  // IPC, the probers follow them here
+  const resolver = new DnsResolver((c: DnsChange) => {
+    const line = dnsChangeLog(c);
+    telemetry.log[line.level](line.fields, line.message);
+    broadcast({ pcl: 'dns', hosts: [c.now] });
+    if (c.kind === 'changed' && !shuttingDown) {
+      probers.update(config);
+      healthGauges(config);
+    }
+  });
+  /** both configurations' names, while a reload is being prepared */
+  const bothUpstreams = (a: LoadedConfig, b: LoadedConfig) => ({
+    upstreams: Object.fromEntries([...Object.entries(a.upstreams).map(([k, v]) => [`old:${k}`, v] as const), ...Object.entries(b.upstreams).map(([k, v]) => [`new:${k}`, v] as const)]),
+  });
+  await resolver.update(config);
   probers.update(config);
   healthGauges(config);
 
@@ -113,12 +134,15 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     telemetry,
     workers: liveWorkers,
     counted: (r) => metrics.reload(r),
+    // names new in this config resolve before the workers build their generation
+    provisioned: (next) => resolver.update(bothUpstreams(config, next)),
     applied: (next, certs) => {
       const before = config;
       config = next;
       certificates = certs;
       metrics.setCertificates(certs);
       watcher.update(watchedFiles(next));
+      void resolver.update(next);
       probers.update(next);
       healthGauges(next);
       if (workerCount(next) !== workerCount(before) || next.admin.address !== before.admin.address || JSON.stringify(next.log) !== JSON.stringify(before.log)) {
@@ -139,13 +163,15 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       [WORKER_ENV.drainMs]: String(opts.drainMs),
       [WORKER_ENV.generation]: String(reloads.generation),
       [WORKER_ENV.health]: JSON.stringify(probers.status().map(toUpdate)),
+      [WORKER_ENV.dns]: JSON.stringify(addressBook()),
     });
     startedAt.set(w.id, new Date());
     w.on('message', (m: unknown) => {
       if (!isPortcullisMessage(m)) return;
       const msg = m as FromWorker;
       if (msg.pcl === 'ready') {
-        // verdicts that changed while it started
+        // address sets and verdicts that changed while it started
+        w.send({ pcl: 'dns', hosts: addressBook() } satisfies ToWorker);
         w.send({ pcl: 'health', updates: probers.status().map(toUpdate) } satisfies ToWorker);
         readyIds.add(w.id);
         workerGeneration.set(w.id, msg.generation);
@@ -218,7 +244,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       ready,
       shuttingDown: () => shuttingDown,
       metrics: () => collectClusterMetrics(metrics.registry),
-      status: () => ({
+      status: async () => ({
         ...buildStatus({
           version: VERSION,
           startedAt: startedAtPrimary,
@@ -230,7 +256,8 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
         }),
         ...(reloads.last ? { last_reload_trigger: reloads.last.trigger } : {}),
         ...(shutdown ? { shutdown: { signal: shutdown.signal, since: shutdown.at.toISOString(), drain_from: shutdown.drainAt.toISOString() } } : {}),
-        upstreams: upstreamStatus(config, probers.status()),
+        // live state (in flight, ejections, last error) is per worker: asked for per request
+        upstreams: upstreamStatus(config.upstreams, probers.status(), await queryWorkers<WorkerUpstreams>(UPSTREAMS_QUERY, { timeoutMs: 1_000 })),
       }),
       reload: () => reload('admin'),
     },
@@ -279,6 +306,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       if (afterDelay) telemetry.log.info({ event: 'drain_started' }, 'closing listeners and draining workers');
       // workers keep serving with the last verdicts during shutdown.delay; none after this
       probers.stop();
+      resolver.stop();
       for (const w of liveWorkers()) {
         if (w.isConnected()) w.send({ pcl: 'shutdown', drainMs: opts.drainMs } satisfies ToWorker);
         // A worker still starting has no handlers yet, so SIGTERM's default action stops it;
@@ -313,6 +341,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     shuttingDown = true;
     watcher.close();
     probers.stop();
+    resolver.stop();
     clearInterval(rotation);
     for (const w of liveWorkers()) w.kill();
     await admin.close();
@@ -321,29 +350,6 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
 
 
   return { telemetry, admin, stopped };
-}
-
-/**
- * /status `upstreams`: each endpoint with its health check state (healthy, unhealthy, or
- * unchecked without a health_check) and last probe. Passive state (ejections, in flight)
- * is per worker: see the portcullis_upstream_* metrics.
- */
-function upstreamStatus(config: LoadedConfig, verdicts: ReturnType<HealthProbers['status']>) {
-  const byKey = new Map(verdicts.map((v) => [`${v.upstream}\0${v.endpoint}`, v]));
-  return Object.entries(config.upstreams).map(([name, up]) => ({
-    name,
-    balance: up.balance,
-    health_check: !!up.health_check,
-    endpoints: up.endpoints.map((ep) => {
-      const v = byKey.get(`${name}\0${ep}`);
-      const p = v?.last_probe;
-      return {
-        endpoint: ep,
-        state: !v ? 'unchecked' : v.healthy ? 'healthy' : 'unhealthy',
-        last_probe: p ? { at: new Date(p.at).toISOString(), ok: p.ok, ...(p.error ? { error: p.error } : {}) } : null,
-      };
-    }),
-  }));
 }
 
 function broadcast(m: ToWorker): void {

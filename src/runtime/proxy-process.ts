@@ -9,6 +9,8 @@ import { buildGeneration, releaseGeneration, type Generation } from './generatio
 import { ListenerServer } from './listener-server.js';
 import { createTelemetry, flushTelemetry, type Telemetry, type MetricHooks } from '../telemetry/telemetry.js';
 import './frontends.js';
+import cluster from 'node:cluster';
+import { DnsResolver, dnsChangeLog } from '../upstream/dns.js';
 
 export interface RunningProxy {
   readonly generation: Generation;
@@ -41,6 +43,14 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
   const configPath = typeof configOrPath === 'string' ? configOrPath : configOrPath.configPath;
   const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
   const telemetry = createTelemetry(config.log, opts.metrics);
+  // a worker gets address sets from the primary's resolver; a process on its own (the demo) resolves itself
+  const resolver = cluster.isWorker
+    ? undefined
+    : new DnsResolver((c) => {
+        const line = dnsChangeLog(c);
+        telemetry.log[line.level](line.fields, line.message);
+      });
+  await resolver?.update(config);
   let generation = buildGeneration(config, opts.generation ?? 1, telemetry, opts.ticketSecret);
   const servers = new Map<string, ListenerServer>();
   const addresses = new Map<string, { host: string; port: number }>();
@@ -52,6 +62,7 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
     }
   } catch (err) {
     for (const s of servers.values()) s.server.close();
+    resolver?.stop();
     await releaseGeneration(generation);
     throw err;
   }
@@ -65,6 +76,7 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
     telemetry,
     async prepare(id: number) {
       const next = await loadConfig(configPath, { checkFiles: true });
+      await resolver?.update(next);
       return buildGeneration(next, id, telemetry, opts.ticketSecret);
     },
     async commit(next: Generation) {
@@ -108,6 +120,7 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
     },
     stop(drainMs = DEFAULT_DRAIN_MS) {
       stopping ??= (async () => {
+        resolver?.stop();
         await Promise.all([...servers.values()].map((s) => s.drain(drainMs)));
         generation.refs.retire();
         await releaseGeneration(generation);

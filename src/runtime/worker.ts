@@ -9,6 +9,9 @@ import type { Generation } from './generation.js';
 import type { MetricHooks } from '../telemetry/telemetry.js';
 import { applyProbe } from '../upstream/endpoint-state.js';
 import type { HealthUpdate } from './ipc.js';
+import { applyAddresses, type HostAddresses } from '../upstream/dns.js';
+import { answerClusterQueries } from '../telemetry/cluster-query.js';
+import { UPSTREAMS_QUERY, workerUpstreamSnapshot } from '../upstream/status.js';
 
 function applyHealth(updates: HealthUpdate[]): void {
   for (const u of updates) applyProbe(u.upstream, u.endpoint, u.healthy, u.outcome);
@@ -34,6 +37,12 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
   } catch {
     // no verdicts: endpoints start healthy and the next change arrives by message
   }
+  // the primary's resolver's address sets, before the generation expands its endpoints
+  try {
+    applyAddresses(JSON.parse(process.env[WORKER_ENV.dns] ?? '[]') as HostAddresses[]);
+  } catch {
+    // none: named endpoints have no address until the primary's next message
+  }
   try {
     proxy = await startProxy(configPath, {
       ticketSecret: secretHex ? Buffer.from(secretHex, 'hex') : undefined,
@@ -46,6 +55,11 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
     process.disconnect?.();
     return;
   }
+  // /status: this worker's requests in flight, ejections and last errors per endpoint
+  answerClusterQueries(UPSTREAMS_QUERY, () => {
+    const g = proxy.generation;
+    return workerUpstreamSnapshot([...g.upstreams.values(), ...g.tcpUpstreams.values()]);
+  });
   send({ pcl: 'ready', generation: proxy.generation.id, addresses: Object.fromEntries(proxy.addresses) });
 
   const pending = new Map<number, Generation>();
@@ -60,6 +74,7 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
     const msg = m as ToWorker;
     if (msg.pcl === 'shutdown') stop(msg.drainMs);
     else if (msg.pcl === 'health') applyHealth(msg.updates);
+    else if (msg.pcl === 'dns') applyAddresses(msg.hosts);
     else if (msg.pcl === 'ticket-secret') {
       const secret = Buffer.from(msg.secret, 'hex');
       for (const l of proxy.generation.listeners.values()) if (l.tls) setTicketKeys(l.tls, secret);

@@ -64,8 +64,11 @@ export function hash32(s: string): number {
 
 export class Balancer<E extends Balanced> {
   private next = 0;
-  private readonly ring: Uint32Array;
-  private readonly ringOwner: Uint16Array;
+  private ring = new Uint32Array(0);
+  private ringOwner = new Uint16Array(0);
+  private _endpoints: readonly E[] = [];
+  /** endpoint names with no address (DNS): `label: reason`, named in downReason() */
+  private unresolved: readonly { label: string; reason: string }[] = [];
   private readonly outlier: OutlierConfig;
   private readonly balance: UpstreamConfig['balance'];
   readonly retries: number;
@@ -76,7 +79,7 @@ export class Balancer<E extends Balanced> {
 
   constructor(
     readonly upstream: string,
-    readonly endpoints: readonly E[],
+    endpoints: readonly E[],
     cfg: Pick<UpstreamConfig, 'balance' | 'outlier' | 'retries' | 'retry_budget'>,
     private readonly observer: UpstreamObserver = noObserver,
   ) {
@@ -84,9 +87,25 @@ export class Balancer<E extends Balanced> {
     this.outlier = cfg.outlier;
     this.retries = cfg.retries;
     this.budget = cfg.retry_budget;
-    const n = cfg.balance === 'hash' ? endpoints.length * POINTS_PER_ENDPOINT : 0;
+    this.setEndpoints(endpoints);
+  }
+
+  get endpoints(): readonly E[] {
+    return this._endpoints;
+  }
+
+  /**
+   * A new endpoint set (DNS answered differently). Picks from now on see only these; a
+   * request already on a removed endpoint keeps it. The hash ring is rebuilt from labels,
+   * so keys of endpoints that stay keep their endpoint.
+   */
+  setEndpoints(endpoints: readonly E[], unresolved: readonly { label: string; reason: string }[] = []): void {
+    this._endpoints = endpoints;
+    this.unresolved = unresolved;
+    if (this.next >= endpoints.length) this.next = 0;
+    if (this.balance !== 'hash') return;
     const points: [number, number][] = [];
-    for (let i = 0; i < endpoints.length && n > 0; i++) {
+    for (let i = 0; i < endpoints.length; i++) {
       for (let p = 0; p < POINTS_PER_ENDPOINT; p++) points.push([hash32(`${endpoints[i]!.label}#${p}`), i]);
     }
     points.sort((a, b) => a[0] - b[0]);
@@ -144,8 +163,9 @@ export class Balancer<E extends Balanced> {
   downReason(): string {
     const now = Date.now();
     const down = this.endpoints.filter((e) => !e.state.available(now));
-    const list = down.map((e) => `${e.label}: ${e.state.downReason(now)}`).join('; ');
-    return `${down.length} of ${this.endpoints.length} endpoints are down (${list})`;
+    const list = [...this.unresolved.map((u) => `${u.label}: ${u.reason}`), ...down.map((e) => `${e.label}: ${e.state.downReason(now)}`)].join('; ');
+    const total = this.endpoints.length + this.unresolved.length;
+    return `${down.length + this.unresolved.length} of ${total} endpoints are down (${list})`;
   }
 
   // --- requests in flight and the retry budget

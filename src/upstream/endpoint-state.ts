@@ -60,6 +60,14 @@ export function endpointState(upstream: string, endpoint: string): EndpointState
   return s;
 }
 
+/** Drops an endpoint's state (its address left the DNS answer); a later one starts afresh. */
+export function forgetEndpointState(upstream: string, endpoint: string): void {
+  const key = `${upstream}\u0000${endpoint}`;
+  const s = states.get(key);
+  if (s) clearTimeout(s.returnTimer);
+  states.delete(key);
+}
+
 /** Every endpoint state of this process (for /status and tests). */
 export function allEndpointStates(): EndpointState[] {
   return [...states.values()];

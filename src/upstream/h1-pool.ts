@@ -33,6 +33,8 @@ export interface H1PoolOptions {
   maxHeaderSize?: number;
   /** the upstream's connection limits, shared with its other pools; none when absent */
   limiter?: UpstreamLimiter;
+  /** Host header when the request has none (default the URL's host:port; a resolved name keeps its name) */
+  authority?: string;
 }
 
 export interface H1Request {
@@ -89,7 +91,7 @@ export class H1Pool implements IdleCloser {
     const secure = url.protocol === 'https:';
     this.host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     this.port = url.port ? Number(url.port) : secure ? 443 : 80;
-    this.defaultHost = url.host;
+    this.defaultHost = options.authority ?? url.host;
     this.limiter = options.limiter ?? unlimited(url.host);
     this.limiter.addIdleCloser(this);
   }

@@ -10,6 +10,9 @@
 // endpoint is jittered over one interval (a restart does not probe every endpoint at once),
 // later ones by up to 10%. The first result decides at once; after that `unhealthy`
 // failures in a row mark an endpoint down and `healthy` successes in a row bring it back.
+// An endpoint written with a host name has one prober per address (dns.ts): update() is
+// called again when an address set changes; a new address starts healthy until its
+// first probe says otherwise, as every endpoint does.
 import http from 'node:http';
 import https from 'node:https';
 import http2 from 'node:http2';
@@ -18,6 +21,7 @@ import tls, { type ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls } from './upstream-tls.js';
 import type { Config, HealthCheckConfig, UpstreamConfig } from '../config/schema.js';
 import type { ProbeOutcome } from './endpoint-state.js';
+import { endpointTargets, type EndpointTarget } from './dns.js';
 
 export interface ProbeReport {
   upstream: string;
@@ -37,9 +41,12 @@ export interface ProberStatus {
 
 type ProbeFn = (timeoutMs: number, done: (error: string | undefined) => void) => void;
 
-function probeFor(url: URL, hc: HealthCheckConfig, tlsOpts: ConnectionOptions | undefined): ProbeFn {
+function probeFor(target: EndpointTarget, hc: HealthCheckConfig, tlsOpts: ConnectionOptions | undefined): ProbeFn {
+  const url = target.url;
   const scheme = url.protocol.slice(0, -1);
   const host = url.hostname.replace(/^\[|\]$/g, '');
+  // a resolved address keeps its name for SNI and the certificate check
+  if (target.name && !tlsOpts?.servername) tlsOpts = { ...tlsOpts, servername: target.name };
   const statusOk = (s: number) => (hc.expect ? hc.expect.includes(s) : s >= 200 && s < 400);
   const verdict = (s: number) => (statusOk(s) ? undefined : `status ${s}`);
   if (scheme === 'tcp' || scheme === 'tls') {
@@ -62,6 +69,7 @@ function probeFor(url: URL, hc: HealthCheckConfig, tlsOpts: ConnectionOptions | 
   if (scheme === 'h2c') {
     return (timeoutMs, done) => {
       const session = http2.connect(`http://${url.host}`);
+      const authority = target.authority;
       let settled = false;
       const finish = (err: string | undefined) => {
         if (settled) return;
@@ -72,9 +80,13 @@ function probeFor(url: URL, hc: HealthCheckConfig, tlsOpts: ConnectionOptions | 
       };
       const timer = setTimeout(() => finish(`no answer within ${timeoutMs} ms`), timeoutMs);
       session.once('error', (e: Error & { code?: string }) => finish(e.code ?? e.message));
-      const req = session.request({ ':method': 'GET', ':path': hc.path, 'user-agent': 'portcullis-health-check' }, { endStream: true });
+      const req = session.request({ ':method': 'GET', ':path': hc.path, ':authority': authority, 'user-agent': 'portcullis-health-check' }, { endStream: true });
       req.once('response', (h) => finish(verdict(Number(h[':status']))));
-      req.once('error', (e: Error & { code?: string }) => finish(e.code ?? e.message));
+      // a refused connection reaches the stream as a cancel whose cause is the errno: name that
+      req.once('error', (e: Error & { code?: string; cause?: unknown }) => {
+        const root = (e.code === 'ERR_HTTP2_STREAM_CANCEL' && e.cause instanceof Error ? e.cause : e) as Error & { code?: string };
+        finish(root.code ?? root.message);
+      });
       req.resume();
     };
   }
@@ -93,7 +105,7 @@ function probeFor(url: URL, hc: HealthCheckConfig, tlsOpts: ConnectionOptions | 
       port: url.port || (secure ? 443 : 80),
       method: 'GET',
       path: hc.path,
-      headers: { host: url.host, 'user-agent': 'portcullis-health-check', connection: 'close' },
+      headers: { host: target.authority, 'user-agent': 'portcullis-health-check', connection: 'close' },
       agent: false,
       ...(secure ? { ...tlsOpts, ALPNProtocols: ['http/1.1'] } : {}),
     });
@@ -168,12 +180,14 @@ export class HealthProbers {
   constructor(private readonly report: (r: ProbeReport) => void) {}
 
   update(config: Pick<Config, 'upstreams'>): void {
-    const wanted = new Map<string, { name: string; raw: string; up: UpstreamConfig; hc: HealthCheckConfig }>();
+    const wanted = new Map<string, { name: string; target: EndpointTarget; up: UpstreamConfig; hc: HealthCheckConfig }>();
     for (const [name, up] of Object.entries(config.upstreams)) {
       if (!up.health_check) continue;
       for (const raw of up.endpoints) {
-        const key = JSON.stringify([name, raw, up.health_check, up.tls ?? null]);
-        wanted.set(key, { name, raw, up, hc: up.health_check });
+        for (const target of endpointTargets(raw).targets) {
+          const key = JSON.stringify([name, target.label, target.authority, up.health_check, up.tls ?? null]);
+          wanted.set(key, { name, target, up, hc: up.health_check });
+        }
       }
     }
     for (const [key, p] of this.probers) {
@@ -183,10 +197,9 @@ export class HealthProbers {
     }
     for (const [key, w] of wanted) {
       if (this.probers.has(key)) continue;
-      const url = new URL(w.raw);
-      const scheme = url.protocol.slice(0, -1);
+      const scheme = w.target.url.protocol.slice(0, -1);
       const tlsOpts = (scheme === 'https' || scheme === 'tls') && w.up.tls ? buildUpstreamTls(w.up.tls, `upstreams.${w.name}.tls`) : undefined;
-      const p = new EndpointProber(w.name, w.raw, key, w.hc, probeFor(url, w.hc, tlsOpts), this.report);
+      const p = new EndpointProber(w.name, w.target.label, key, w.hc, probeFor(w.target, w.hc, tlsOpts), this.report);
       this.probers.set(key, p);
       p.start();
     }

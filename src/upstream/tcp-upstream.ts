@@ -6,6 +6,8 @@
 // upstreams.<name>.limits apply as for HTTP: each upstream connection (being opened or
 // open) holds a connection slot and counts as one request in flight; a connection that
 // finds every slot busy waits in the queue (max_pending, at most timeouts.connect).
+// An endpoint written with a host name is one endpoint per address (dns.ts); the set
+// follows DNS changes, and connections to a removed address stay open until they end.
 import net, { type Socket } from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { buildUpstreamTls, describeUpstreamTlsError } from './upstream-tls.js';
@@ -13,14 +15,18 @@ import { UpstreamLimiter, type UpstreamOverloaded, type Waiter } from './limiter
 import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { Balancer, type UpstreamObserver } from './balancer.js';
-import { endpointState, type EndpointState } from './endpoint-state.js';
+import { endpointState, forgetEndpointState, type EndpointState } from './endpoint-state.js';
+import { bareHost, endpointTargets, isNamedEndpoint, onAddressesChanged, type EndpointTarget } from './dns.js';
 
 export interface TcpEndpoint {
   host: string;
   port: number;
   secure: boolean;
-  /** endpoint as written in the config, for logs */
+  /** for logs and metrics: the URL as written, or `scheme://addr:port (name)` */
   label: string;
+  /** the name a resolved address came from (SNI of tls:// endpoints) */
+  servername: string | undefined;
+  target: EndpointTarget;
   /** health, ejection, open connections (state.inflight, for least_request) */
   state: EndpointState;
 }
@@ -38,7 +44,6 @@ export class TcpConnectError extends Error {
 
 export class TcpUpstream {
   readonly name: string;
-  readonly endpoints: TcpEndpoint[];
   readonly connectTimeout: number;
   readonly limiter: UpstreamLimiter;
   readonly balancer: Balancer<TcpEndpoint>;
@@ -48,23 +53,55 @@ export class TcpUpstream {
     this.name = name;
     this.connectTimeout = cfg.timeouts.connect;
     this.limiter = new UpstreamLimiter(name, cfg.limits, cfg.timeouts.connect);
-    this.endpoints = cfg.endpoints.map((raw, i) => {
-      const url = new URL(raw);
-      const scheme = url.protocol.slice(0, -1);
+    cfg.endpoints.forEach((raw, i) => {
+      const scheme = new URL(raw).protocol.slice(0, -1);
       if (scheme !== 'tcp' && scheme !== 'tls') {
         throw new PortcullisError(ErrorCodes.CONFIG_INVALID, `${field}.endpoints[${i}]: scheme ${scheme} cannot serve a tcp listener; use tcp:// or tls://`);
       }
-      // URL keeps the brackets of an IPv6 literal; net.connect wants the bare address
-      return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), secure: scheme === 'tls', label: raw, state: endpointState(name, raw) };
     });
-    this.balancer = new Balancer(name, this.endpoints, cfg, observer);
-    if (this.endpoints.some((e) => e.secure)) {
+    this.configured = cfg.endpoints;
+    this.balancer = new Balancer<TcpEndpoint>(name, [], cfg, observer);
+    this.refresh();
+    if (cfg.endpoints.some(isNamedEndpoint)) this.unsubscribe = onAddressesChanged(() => this.refresh());
+    if (cfg.endpoints.some((e) => e.startsWith('tls:'))) {
       const opts = cfg.tls ? buildUpstreamTls(cfg.tls, `${field}.tls`) : { rejectUnauthorized: true };
       const { ca, cert, key, ...rest } = opts;
       // one SecureContext for every connection of this generation instead of one per
       // connect; without tls.ca it trusts Node's roots, as https:// endpoints do
       this.tlsOptions = { ...rest, secureContext: tls.createSecureContext({ ca, cert, key }) };
     }
+  }
+
+  private readonly configured: readonly string[];
+  private unsubscribe: (() => void) | undefined;
+
+  get endpoints(): readonly TcpEndpoint[] {
+    return this.balancer.endpoints;
+  }
+
+  /** Follows the address book: endpoints that stay are kept (with their state), new addresses join. */
+  private refresh(): void {
+    const current = new Map(this.balancer.endpoints.map((e) => [e.label, e]));
+    const next: TcpEndpoint[] = [];
+    const unresolved: { label: string; reason: string }[] = [];
+    for (const raw of this.configured) {
+      const { targets, unresolved: why } = endpointTargets(raw);
+      if (why) unresolved.push({ label: raw, reason: why });
+      for (const t of targets) {
+        if (next.some((e) => e.label === t.label)) continue;
+        const have = current.get(t.label);
+        current.delete(t.label);
+        // URL keeps the brackets of an IPv6 literal; net.connect wants the bare address
+        next.push(have ?? { host: bareHost(t.url.hostname), port: Number(t.url.port), secure: t.url.protocol === 'tls:', label: t.label, servername: t.name, target: t, state: endpointState(this.name, t.label) });
+      }
+    }
+    this.balancer.setEndpoints(next, unresolved);
+    // open connections to a removed address are left to end by themselves
+    for (const gone of current.keys()) forgetEndpointState(this.name, gone);
+  }
+
+  close(): void {
+    this.unsubscribe?.();
   }
 
   /**
@@ -128,7 +165,7 @@ export class TcpUpstream {
           host: ep.host,
           port: ep.port,
           // SNI cannot carry an IP address; a configured tls.server_name wins
-          ...(net.isIP(ep.host) ? {} : { servername: ep.host }),
+          ...(ep.servername ? { servername: ep.servername } : net.isIP(ep.host) ? {} : { servername: ep.host }),
           ...this.tlsOptions,
         })
       : net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true, noDelay: true });

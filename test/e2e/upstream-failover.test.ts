@@ -148,7 +148,8 @@ test('portcullis check rejects upstream settings that cannot work, naming the fi
       upstreams: {
         web: { endpoints: ['http://127.0.0.1:8080'], hash_on: 'identity', health_check: { interval: '1s', timeout: '2s' } },
         db: { endpoints: ['tcp://127.0.0.1:5432'], health_check: { path: '/healthz' } },
-        other: { endpoints: ['http://127.0.0.1:8081'], balance: 'hash', hash_on: 'cookie' },
+        other: { endpoints: ['http://127.0.0.1:8081'], balance: 'hash', hash_on: 'cookie', dns_refresh: '10s', outlier: { base_ejection: '10m' } },
+        named: { endpoints: ['http://app.internal:8080'], dns_refresh: '10s' },
       },
     }),
   );
@@ -159,4 +160,8 @@ test('portcullis check rejects upstream settings that cannot work, naming the fi
   assert.match(out, /upstreams\.web\.health_check\.timeout.*not shorter than interval.*make timeout shorter than interval/);
   assert.match(out, /upstreams\.db\.health_check\.path.*checked with a connect.*remove health_check\.path/);
   assert.match(out, /upstreams\.other\.hash_on.*"cookie" is not a hash key; use identity or header:<name>/);
+  // contradicting outlier times; dns_refresh where nothing is looked up
+  assert.match(out, /upstreams\.other\.outlier\.max_ejection.*300000 ms is shorter than base_ejection \(600000 ms\).*make max_ejection at least base_ejection/);
+  assert.match(out, /upstreams\.other\.dns_refresh.*every endpoint is an IP address, so nothing is looked up; remove dns_refresh or give an endpoint by host name/);
+  assert.doesNotMatch(out, /upstreams\.named/);
 });

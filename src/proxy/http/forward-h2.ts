@@ -53,7 +53,7 @@ function requestHeaders(f: H2ForwardRequest): OutgoingHttpHeaders {
     else if (Array.isArray(prev)) prev.push(h[i + 1]!);
     else out[name] = [String(prev), h[i + 1]!];
   }
-  out[':authority'] = authority || f.endpoint.url.host;
+  out[':authority'] = authority || f.endpoint.authority;
   if (f.teTrailers) out['te'] = 'trailers';
   return out;
 }
@@ -119,6 +119,9 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
     attach(s);
   });
 
+  /** the response is gRPC and its HEADERS did not end the stream: a grpc-status trailer must follow */
+  let grpcOpen = false;
+
   function attach(stream: http2.ClientHttp2Stream): void {
     if (f.bodyTimeout > 0) stream.setTimeout(f.bodyTimeout, () => fail(new UpstreamTimeout(`idle for ${f.bodyTimeout} ms`)));
     const session = stream.session;
@@ -141,6 +144,7 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
       if (finished) return;
       if (f.headersTimeout > 0) clearTimeout(timers[0]!);
       const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      grpcOpen = !endStream && String(headers['content-type'] ?? '').startsWith('application/grpc');
       sink.start(Number(headers[':status']), responseFields(headers), undefined, endStream);
     });
     stream.on('data', (chunk: Buffer) => {
@@ -155,6 +159,13 @@ export function forwardH2(sink: ResponseSink, f: H2ForwardRequest, upstreamName:
       if (finished) return;
       if (!sink.headersSent) {
         fail(new Error('the upstream ended the stream without a response'));
+        return;
+      }
+      // a gRPC response ends with a grpc-status trailer; without one the upstream went away
+      // mid-call (a killed server's session closing ends its streams): the client must get
+      // UNAVAILABLE, not a stream that ends without a status (grpc-js: INTERNAL)
+      if (grpcOpen && trailers?.['grpc-status'] === undefined) {
+        fail(Object.assign(new Error('the upstream ended the gRPC call without a status (it went away mid-call)'), { code: 'PCL_UPSTREAM_CLOSED' }));
         return;
       }
       sink.end(trailers);
