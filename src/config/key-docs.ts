@@ -38,9 +38,6 @@ const RELOADS = 'A changed file reloads by itself.';
  * KEY_DOCS once its key is in the schema, correcting it against what was built.
  */
 export const PENDING_DOCS: Record<string, KeyDoc> = {
-  'listeners[].tls.reject': {
-    text: '`close`: a client whose certificate fails verification gets its connection closed after the handshake. `http` (HTTP listeners): it completes the handshake and every request gets `403 client_certificate_invalid` (or 401 without a certificate) naming the reason and the fix; nothing is forwarded.',
-  },
 };
 
 export const KEY_DOCS: Record<string, KeyDoc> = {
@@ -48,6 +45,9 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
   'shutdown.delay': {
     text: 'On SIGTERM `/readyz` answers 503 at once, and the listeners keep accepting and serving for this long before they close and in-flight requests drain, so load balancers stop sending new connections first. 0 = close at once.',
     example: '10s',
+  },
+  'listeners[].tls.reject': {
+    text: 'How a client refused by a `client_auth: require` certificate learns it. `close`: a missing certificate fails the handshake (`certificate_required` alert); a certificate that fails verification completes the TLS 1.3 handshake and the connection is then closed without an answer, so clients report a reset or an empty reply. `http` (HTTP listeners only): the handshake completes and every request on the connection gets `401 client_certificate_required` or `403 client_certificate_invalid` with a JSON message naming the reason (expired, unknown_ca, revoked, ...) and the fix, like nginx\'s 495/496 pages; nothing is routed or forwarded, the refusal is logged and counted as a failed handshake, and the connection closes after the answer. Listener-wide (not per certificate entry); refused on tcp listeners. `close` is the default, as in Envoy and ghostunnel, because a client that cannot authenticate then gets no HTTP surface at all; see docs/rejecting-clients.md.',
   },
   'listeners[].tls.session_tickets': { text: 'TLS session ticket keys shared by several replicas, so a client resumes its session on any of them (nginx `ssl_session_ticket_key`, HAProxy `tls-ticket-keys`). Without it each instance makes its own keys.' },
   'listeners[].tls.session_tickets.key_files': {

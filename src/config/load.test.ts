@@ -220,6 +220,35 @@ test('admin must be on loopback unless allow_remote', () => {
   assert.deepEqual(messages(raw), []);
 });
 
+test('tls.reject: http only where a refusal can be an HTTP answer and a certificate is required', () => {
+  const raw = minimal();
+  raw.listeners[0].tls.reject = 'http';
+  assert.deepEqual(messages(raw), []);
+  raw.listeners[0].tls.reject = 'bounce';
+  assertOnly(raw, 'listeners[0].tls.reject', /is not one of close, http/);
+
+  const tcp = minimal();
+  tcp.upstreams.pg = { endpoints: ['tcp://127.0.0.1:5432'] };
+  tcp.listeners[0] = { name: 'db', address: '0.0.0.0:5433', protocol: 'tcp', upstream: 'pg', tls: { ...tcp.listeners[0].tls, reject: 'http' } };
+  assertOnly(tcp, 'listeners[0].tls.reject', /a tcp listener cannot send; use reject: close \(the default\) or protocol: http$/);
+  tcp.listeners[0].tls.reject = 'close';
+  assert.deepEqual(messages(tcp), []);
+
+  const optional = minimal();
+  optional.listeners[0].tls.client_auth = 'optional';
+  optional.listeners[0].tls.reject = 'http';
+  assertOnly(optional, 'listeners[0].tls.reject', /no effect here because no certificate of this listener has client_auth: require/);
+  // an SNI entry that requires a certificate is enough
+  optional.listeners[0].tls.certificates = [{ server_names: ['a.example.com'], cert: 'a.crt', key: 'a.key', client_auth: 'require' }];
+  assert.deepEqual(messages(optional), []);
+});
+
+test('tls.reject on a certificate entry is refused with a sentence saying where it goes', () => {
+  const raw = minimal();
+  raw.listeners[0].tls.certificates = [{ server_names: ['a.example.com'], cert: 'a.crt', key: 'a.key', reject: 'http' }];
+  assertOnly(raw, 'listeners[0].tls.certificates[0].reject', /set once per listener; move it to the listener's tls\.reject$/);
+});
+
 test('upstream tls cert and key come together', () => {
   const raw = minimal();
   raw.upstreams.app.tls = { cert: 'client.crt' };

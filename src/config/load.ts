@@ -111,6 +111,23 @@ const HINTS: Record<string, string> = {
   key_types: 'list at least one of rsa, ec, ed25519',
 };
 
+/**
+ * Keys that are not accepted but that users will write (a key that was replaced, or one
+ * in a place where it does not apply): a sentence saying what to do instead, in place of
+ * the generic "unknown key". Paths as in key-docs.ts (`[]` = any list item).
+ */
+const MISPLACED_KEYS: Record<string, string> = {
+  'admin.allow_remote':
+    'no longer accepted: the admin API is not exposed without authentication any more; for Kubernetes probes set admin.probe_address (plain /healthz and /readyz only, e.g. 0.0.0.0:9902), and for remote admin access set admin.tls (cert, key, client_ca) and admin.allow; see docs/security.md',
+  'listeners[].tls.certificates[].reject':
+    'not accepted on a certificate entry: how refused clients are answered is set once per listener; move it to the listener\'s tls.reject',
+};
+
+/** `listeners[].tls.reject` for ['listeners', 0, 'tls', 'reject']. */
+function keyPattern(path: readonly Segment[]): string {
+  return path.map((s) => (typeof s === 'number' ? '[]' : `.${s}`)).join('').replace(/^\./, '').replace(/\.\[\]/g, '[]');
+}
+
 function describe(v: unknown): string {
   if (v === null) return 'an empty value';
   if (Array.isArray(v)) return 'a list';
@@ -128,7 +145,7 @@ function fromIssue(iss: z.core.$ZodIssue): Found[] {
     case 'unrecognized_keys': {
       // schema.ts's strict() wrote one line per key, in the same order
       const lines = iss.message.split('\n');
-      return iss.keys.map((k, i) => ({ path: [...path, k], message: lines[i] ?? 'unknown key; remove it' }));
+      return iss.keys.map((k, i) => ({ path: [...path, k], message: MISPLACED_KEYS[keyPattern([...path, k])] ?? lines[i] ?? 'unknown key; remove it' }));
     }
     case 'custom':
       return [{ path, message: iss.message }];
@@ -302,8 +319,9 @@ function crossChecks(root: Raw): Found[] {
       add([...at, 'tls'], `required on ${address} because it is not a loopback address; add tls (cert, key, client_ca), listen on 127.0.0.1, or set unsafe_plain: true to accept plain connections from the network`);
     }
 
-    // does any handshake on this listener ask for a client certificate?
+    // does any handshake on this listener ask for a client certificate? require one?
     let asks = false;
+    let requires = false;
     if (tls) {
       const auth = tls.client_auth ?? 'require';
       const ca = list(tls.client_ca);
@@ -312,6 +330,7 @@ function crossChecks(root: Raw): Found[] {
         add([...at, 'tls', 'client_ca'], `required when client_auth is ${auth}; give the CA file(s) that sign your clients' certificates`);
       }
       asks = auth !== 'none';
+      requires = auth === 'require';
       const seen = new Map<string, number>();
       arr(tls.certificates).forEach((ev, j) => {
         const e = obj(ev);
@@ -323,6 +342,7 @@ function crossChecks(root: Raw): Found[] {
           add([...ePath, 'client_ca'], `required when client_auth is ${String(eAuth)}; give the CA file(s) here or in ${self}.tls.client_ca`);
         }
         if (eAuth !== 'none') asks = true;
+        if (eAuth === 'require') requires = true;
         for (const n of list(e.server_names) ?? []) {
           const lower = n.trim().toLowerCase();
           const first = seen.get(lower);
@@ -330,6 +350,13 @@ function crossChecks(root: Raw): Found[] {
           else seen.set(lower, j);
         }
       });
+    }
+    if (tls?.reject === 'http') {
+      if (protocol === 'tcp') {
+        add([...at, 'tls', 'reject'], 'http answers a refused client with an HTTP error, which a tcp listener cannot send; use reject: close (the default) or protocol: http');
+      } else if (!requires) {
+        add([...at, 'tls', 'reject'], 'http has no effect here because no certificate of this listener has client_auth: require (with optional, routes already answer 401/403); set client_auth: require or remove reject');
+      }
     }
     routes.forEach((rv, k) => {
       if (obj(rv)?.client_auth !== 'require' || asks) return;

@@ -60,6 +60,7 @@ test('the minimal config gets every documented default', () => {
     ocsp: { mode: 'off', cache: 300_000, timeout: 2_000 },
     pins: [],
     cert_policy: { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'], max_validity: 0, strict_rfc5280: false },
+    reject: 'close',
   });
   assert.deepEqual(l.routes, [{ name: 'route-0', upstream: 'app', allow: [], deny: [] }]);
   assert.deepEqual(c.upstreams.app, {

@@ -320,6 +320,13 @@ const ListenerTlsSchema = strict({
   pins: pinList().default(() => []),
   cert_policy: CertPolicySchema.prefault({}),
   session_tickets: SessionTicketsSchema.optional(),
+  /**
+   * How a client whose certificate the listener refuses learns it: `close` ends the
+   * connection after the handshake; `http` (HTTP listeners) completes the handshake and
+   * answers every request with 401/403 JSON naming the reason (docs/rejecting-clients.md).
+   * Listener-wide: SNI entries carry trust, not how an HTTP listener answers.
+   */
+  reject: z.enum(['close', 'http']).default('close'),
 });
 
 // ---------------------------------------------------------------------------------------
