@@ -257,11 +257,25 @@ function crossChecks(root: Raw): Found[] {
   const adminAddress = str(admin.address) ?? (admin.address === undefined ? DEFAULT_ADMIN_ADDRESS : undefined);
   const bound: { path: Segment[]; address: string; host: string; port: number }[] = [];
   const adminHostPort = adminAddress === undefined ? undefined : splitAddress(adminAddress);
+  const adminAllow = arr(admin.allow);
   if (adminHostPort && 'host' in adminHostPort) {
-    if (!isLoopbackHost(adminHostPort.host) && admin.allow_remote !== true) {
-      add(['admin', 'address'], `${adminAddress} is not a loopback address; the admin API can reload the proxy and shows its state, so keep it on 127.0.0.1 or set admin.allow_remote: true`);
+    // the admin API can reload the proxy and shows its state: off loopback only with mTLS
+    // and rules naming who may use it (admin.tls.client_ca is required by the schema)
+    if (!isLoopbackHost(adminHostPort.host) && (admin.tls === undefined || adminAllow.length === 0)) {
+      const missing = admin.tls === undefined ? (adminAllow.length === 0 ? 'admin.tls and admin.allow' : 'admin.tls') : 'admin.allow';
+      add(['admin', 'address'], `${adminAddress} is not a loopback address and ${missing} ${missing.includes(' and ') ? 'are' : 'is'} not set, but the admin API can reload the proxy and shows its state; keep it on 127.0.0.1 (for Kubernetes probes set admin.probe_address), or add admin.tls (cert, key, client_ca) and admin.allow rules naming the clients that may use it`);
     }
     bound.push({ path: ['admin', 'address'], address: adminAddress!, ...adminHostPort });
+  }
+  if (admin.tls === undefined && adminAllow.length > 0) {
+    add(['admin', 'allow'], 'only used with admin.tls (the rules match the admin client\'s certificate); add admin.tls with cert, key and client_ca, or remove allow');
+  }
+  const probeAddress = str(admin.probe_address);
+  const probeHostPort = probeAddress === undefined ? undefined : splitAddress(probeAddress);
+  if (probeHostPort && 'host' in probeHostPort) {
+    const clash = probeHostPort.port === 0 ? undefined : bound.find((b) => b.port === probeHostPort.port && overlaps(b.host, probeHostPort.host));
+    if (clash) add(['admin', 'probe_address'], `${probeAddress} overlaps admin.address (${clash.address}); give the probe listener its own port, e.g. 9902`);
+    bound.push({ path: ['admin', 'probe_address'], address: probeAddress!, ...probeHostPort });
   }
 
   const names = new Map<string, number>();
@@ -449,6 +463,10 @@ function fileFields(c: Config): FileField[] {
       out.push({ where, get: () => items[i]!, set: (v) => void (items[i] = v) });
     });
   };
+  if (c.admin.tls) {
+    for (const k of ['cert', 'key']) one(['admin', 'tls'], c.admin.tls, k);
+    for (const k of ['client_ca', 'crl']) many(['admin', 'tls'], c.admin.tls, k);
+  }
   c.listeners.forEach((l, i) => {
     if (!l.tls) return;
     const at = ['listeners', i, 'tls'];

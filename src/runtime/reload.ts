@@ -29,6 +29,8 @@ export interface ReloadDeps {
   configPath: string;
   telemetry: Telemetry;
   workers(): Worker[];
+  /** provisions what the primary itself serves (admin.tls); throwing fails the reload before any worker is asked */
+  prepare?(config: LoadedConfig): void;
   /** called after every worker committed the new generation */
   applied(config: LoadedConfig, certificates: LoadedCert[], generation: number): void;
   counted(result: 'success' | 'failure'): void;
@@ -77,6 +79,7 @@ export class ReloadCoordinator {
       const probe = buildGeneration(config, id, createTelemetry({ level: 'error', access: 'off' }));
       certificates = [...probe.listeners.values()].flatMap((l) => l.tls?.loaded ?? []);
       await releaseGeneration(probe);
+      this.deps.prepare?.(config);
     } catch (err) {
       return this.failed(trigger, id, describeError(err));
     }
