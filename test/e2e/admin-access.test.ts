@@ -5,7 +5,7 @@
 // and admin.probe_address serves /healthz and /readyz in plain HTTP and nothing else.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startEchoUpstream, startCli, tempDir, cleanup, tlsListener, curl, runCli, type EchoUpstream, type RunningCli } from '../helpers/proxy.js';
@@ -147,4 +147,17 @@ test('probe_address serves /healthz and /readyz in plain HTTP and 404s everythin
   // nothing reloaded through the probe port
   const s = JSON.parse((await curl(adminUrl('/status'), who(ops.admin))).body) as { last_reload_trigger?: string; generation: number };
   assert.ok(s.generation >= 2);
+});
+
+test('a reload applies changed admin.allow rules to new admin connections (no restart)', async () => {
+  const before = await curl(adminUrl('/status'), who(ops.viewer));
+  assert.equal(before.status, 403);
+  const file = join(dir, readdirSync(dir).find((f) => /^portcullis-.*\.json$/.test(f))!);
+  const cfg = JSON.parse(readFileSync(file, 'utf8')) as { admin: { allow: unknown[] } };
+  cfg.admin.allow = [{ cn: ['ops-admin', 'ops-viewer'] }];
+  writeFileSync(file, JSON.stringify(cfg, null, 2));
+  const r = await curl(adminUrl('/reload'), [...who(ops.admin), '-X', 'POST']);
+  assert.equal(r.status, 200, r.body);
+  const after = await curl(adminUrl('/status'), who(ops.viewer));
+  assert.equal(after.status, 200, after.body);
 });
