@@ -42,7 +42,7 @@ EXPOSE 8443 9901
 # The primary drains in-flight requests on SIGTERM, then exits 0. Give `docker stop` a
 # --time (or Kubernetes terminationGracePeriodSeconds) above --drain-timeout (30 s).
 STOPSIGNAL SIGTERM
-# GET /healthz on the admin listener (address read from the running config); slim images
+# GET /healthz on admin.probe_address, else the admin listener (read from the running config); slim images
 # have no curl, so node itself asks.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["node", "/opt/portcullis/healthcheck.mjs"]
 ENTRYPOINT ["node", "/opt/portcullis/bin/portcullis.js"]

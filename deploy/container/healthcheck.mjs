@@ -1,7 +1,10 @@
-// The container image's HEALTHCHECK: GET /healthz on the admin listener, exit 0 on 200.
-// The admin address comes from the config the running proxy was started with (`-c` in
-// PID 1's command line, else /etc/portcullis/portcullis.yaml), so a changed
-// admin.address needs no second setting; PORTCULLIS_HEALTHCHECK_URL overrides it.
+// The container image's HEALTHCHECK: GET /healthz on the probe listener
+// (admin.probe_address) when there is one, else on the admin listener; exit 0 on 200.
+// The address comes from the config the running proxy was started with (`-c` in PID 1's
+// command line, else /etc/portcullis/portcullis.yaml), so a changed address needs no
+// second setting; PORTCULLIS_HEALTHCHECK_URL overrides it. An admin listener with
+// admin.tls wants a client certificate, which this check does not have: such a config
+// needs admin.probe_address (the message says so).
 // Installed as /opt/portcullis/healthcheck.mjs, where `yaml` resolves from the package.
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -30,8 +33,12 @@ function adminUrl() {
   if (process.env.PORTCULLIS_HEALTHCHECK_URL) return process.env.PORTCULLIS_HEALTHCHECK_URL;
   let address = DEFAULT_ADMIN;
   try {
-    const config = parse(readFileSync(configPath(), 'utf8'));
-    if (typeof config?.admin?.address === 'string') address = config.admin.address;
+    const admin = parse(readFileSync(configPath(), 'utf8'))?.admin;
+    if (typeof admin?.probe_address === 'string') address = admin.probe_address;
+    else if (admin?.tls) {
+      process.stderr.write('healthcheck: the admin listener requires a client certificate (admin.tls); set admin.probe_address for health checks, or PORTCULLIS_HEALTHCHECK_URL\n');
+      process.exit(1);
+    } else if (typeof admin?.address === 'string') address = admin.address;
   } catch {
     // unreadable config: the proxy would not be running either; try the default
   }

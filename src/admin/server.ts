@@ -1,12 +1,18 @@
-// The admin listener (SPEC §1 `admin`): plain HTTP, loopback by default, serving
-// /healthz, /readyz, /metrics, /status and POST /reload from an AdminProvider the runtime
-// supplies. It holds no state of its own, so it can run in the primary, which never
-// serves proxy traffic.
+// The admin listener (SPEC §1 `admin`): loopback by default, serving /healthz, /readyz,
+// /metrics, /status and POST /reload from an AdminProvider the runtime supplies. Plain
+// HTTP, or with admin.tls HTTPS that requires a client certificate from its own
+// client_ca and admin.allow (admin-tls.ts): a connection is judged once at its
+// handshake, and a refused one gets 401/403 JSON with the reason and is closed. It holds
+// no state of its own, so it can run in the primary, which never serves proxy traffic.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import net, { isIP, type AddressInfo, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { prometheusContentType } from 'prom-client';
-import { ErrorCodes, PortcullisError } from '../errors.js';
+import { ErrorCodes, HttpErrors, PortcullisError } from '../errors.js';
+import { startHandshake } from '../tls/listener-tls.js';
+import { judgeAdminClient, type AdminTls, type AdminVerdict } from './admin-tls.js';
+import { healthz, readyz } from './health.js';
 
 export interface ReloadResponse {
   ok: boolean;
@@ -32,13 +38,20 @@ export interface AdminOptions {
   port: number;
   provider: AdminProvider;
   log: Logger;
+  /** admin.tls: HTTPS with client certificates and admin.allow (buildAdminTls) */
+  tls?: AdminTls | undefined;
 }
 
 export interface AdminServer {
   /** the bound port (useful with port 0) */
   port: number;
+  /** a reload's admin.tls (rotated certificate, CA, CRL, allow rules): new connections get it */
+  setTls(tls: AdminTls): void;
   close(): Promise<void>;
 }
+
+/** How long an admin client may take for its TLS handshake. */
+const ADMIN_HANDSHAKE_MS = 10_000;
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
 
@@ -79,14 +92,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   let reloadChain: Promise<unknown> = Promise.resolve();
 
   const routes: Record<string, { method: 'GET' | 'POST'; handle: Handler }> = {
-    '/healthz': { method: 'GET', handle: (_q, res) => send(res, 200, { status: 'ok' }) },
-    '/readyz': {
-      method: 'GET',
-      handle: (_q, res) => {
-        if (provider.ready()) send(res, 200, { status: 'ready' });
-        else send(res, 503, { status: provider.shuttingDown?.() ? 'shutting_down' : 'not_ready' });
-      },
-    },
+    '/healthz': { method: 'GET', handle: (_q, res) => { const h = healthz(); send(res, h.status, h.body); } },
+    '/readyz': { method: 'GET', handle: (_q, res) => { const r = readyz(provider); send(res, r.status, r.body); } },
     '/metrics': {
       method: 'GET',
       handle: async (_q, res) => {
@@ -117,11 +124,23 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     },
   };
 
+  let adminTls = opts.tls;
+  /** each TLS connection's verdict, decided once when its handshake completed */
+  const verdicts = new WeakMap<Socket, AdminVerdict>();
+
   const server = http.createServer(async (req, res) => {
     // nothing here reads a body; discard one if sent so keep-alive still works
     req.resume();
     const path = (req.url ?? '/').split('?', 1)[0]!;
     try {
+      if (adminTls) {
+        const v = verdicts.get(req.socket);
+        if (!v || !v.ok) {
+          const code = v?.code ?? 'client_certificate_invalid';
+          send(res, HttpErrors[code], errorBody(code, v?.message ?? 'the client certificate could not be judged; connect again'), { connection: 'close' });
+          return;
+        }
+      }
       // A browser page must not drive the admin API: a DNS-rebound name reaching a
       // loopback-only listener, or a cross-site form POSTing /reload.
       if (loopbackOnly && !isLoopbackHost(hostOnly(req.headers.host ?? ''))) {
@@ -153,6 +172,43 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
 
+  // With admin.tls the socket that listens is a net.Server: each connection's handshake
+  // runs on the current admin.tls runtime (a reload swaps it), is judged, and only then
+  // handed to the HTTP server, as the proxy's listeners do.
+  const listening: net.Server = adminTls ? net.createServer((raw) => onTlsConnection(raw)) : server;
+  if (adminTls) server.emit('listening'); // starts http.Server's header timeout bookkeeping
+  function onTlsConnection(raw: Socket): void {
+    const a = adminTls!;
+    const remote = raw.remoteAddress;
+    raw.on('error', () => raw.destroy());
+    let sock: TLSSocket;
+    try {
+      sock = startHandshake(raw, a.tls, ['http/1.1'], listening);
+    } catch (err) {
+      log.warn({ event: 'admin_error', err }, 'admin: TLS handshake could not start');
+      raw.destroy();
+      return;
+    }
+    const timer = setTimeout(() => sock.destroy(), ADMIN_HANDSHAKE_MS);
+    sock.once('close', () => clearTimeout(timer));
+    sock.on('error', (err: Error & { code?: string }) => {
+      if (!verdicts.has(sock)) log.info({ event: 'admin_refused', remote_addr: remote, reason: err.code ?? err.message }, `admin: TLS handshake from ${remote} failed (${err.code ?? err.message})`);
+      sock.destroy();
+    });
+    sock.once('secure', () => {
+      clearTimeout(timer);
+      judgeAdminClient(sock, a).then(
+        (v) => {
+          if (sock.destroyed) return;
+          verdicts.set(sock, v);
+          if (!v.ok) log.warn({ event: 'admin_refused', remote_addr: remote, reason: v.reason, error: v.code }, `admin: refused ${remote}: ${v.message}`);
+          server.emit('connection', sock);
+        },
+        () => sock.destroy(),
+      );
+    });
+  }
+
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const addr = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
@@ -163,21 +219,27 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         }),
       );
     };
-    server.once('error', onError);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', onError);
+    listening.once('error', onError);
+    listening.listen(opts.port, opts.host, () => {
+      listening.off('error', onError);
       resolve();
     });
   });
-  server.on('error', (err) => log.error({ event: 'admin_error', err }, 'admin listener error'));
-  const port = (server.address() as AddressInfo).port;
-  log.debug({ event: 'admin_listening', host: opts.host, port }, 'admin listener ready');
+  listening.on('error', (err) => log.error({ event: 'admin_error', err }, 'admin listener error'));
+  const port = (listening.address() as AddressInfo).port;
+  log.debug({ event: 'admin_listening', host: opts.host, port, tls: !!adminTls }, 'admin listener ready');
 
   return {
     port,
+    setTls: (t) => {
+      // a plain admin listener stays plain until a restart (primary.ts warns)
+      if (adminTls) adminTls = t;
+    },
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        listening.close(() => resolve());
+        // with admin.tls the HTTP server never listened: close() stops its timeout sweep
+        if (listening !== server) server.close();
         server.closeIdleConnections();
       }),
   };

@@ -9,6 +9,7 @@ import { buildGeneration, releaseGeneration } from '../runtime/generation.js';
 import { createTelemetry } from '../telemetry/telemetry.js';
 import type { ListenerConfig, LoadedConfig } from '../config/schema.js';
 import { configWarnings } from './check-warnings.js';
+import { buildAdminTls } from '../admin/admin-tls.js';
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
@@ -40,6 +41,8 @@ export function register(program: Command): void {
       // match keys to certificates, build TLS contexts, compile rules and routes
       const generation = buildGeneration(config, 0, createTelemetry({ level: 'error', access: 'off' }));
       await releaseGeneration(generation);
+      // and the admin listener's TLS, as `run` builds it before it starts
+      buildAdminTls(config.admin);
       const warnings = configWarnings(config);
       if (opts.strict && warnings.length > 0) {
         process.stderr.write(`${config.configPath}: ${plural(warnings.length, 'problem')} in this configuration (--strict):\n`);

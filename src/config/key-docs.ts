@@ -18,6 +18,7 @@ export const SHAPE_ALIASES: Record<string, string> = {
   'listeners[].tls.certificates[].ocsp': 'listeners[].tls.ocsp',
   'listeners[].tls.certificates[].cert_policy': 'listeners[].tls.cert_policy',
   'listeners[].tls.certificates[].allow[]': 'listeners[].allow[]',
+  'admin.allow[]': 'listeners[].allow[]',
   'listeners[].tls.certificates[].deny[]': 'listeners[].allow[]',
   'listeners[].deny[]': 'listeners[].allow[]',
   'listeners[].routes[].allow[]': 'listeners[].allow[]',
@@ -38,9 +39,6 @@ const RELOADS = 'A changed file reloads by itself.';
  * KEY_DOCS once its key is in the schema, correcting it against what was built.
  */
 export const PENDING_DOCS: Record<string, KeyDoc> = {
-  'listeners[].tls.reject': {
-    text: '`close`: a client whose certificate fails verification gets its connection closed after the handshake. `http` (HTTP listeners): it completes the handshake and every request gets `403 client_certificate_invalid` (or 401 without a certificate) naming the reason and the fix; nothing is forwarded.',
-  },
 };
 
 export const KEY_DOCS: Record<string, KeyDoc> = {
@@ -48,6 +46,9 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
   'shutdown.delay': {
     text: 'On SIGTERM `/readyz` answers 503 at once, and the listeners keep accepting and serving for this long before they close and in-flight requests drain, so load balancers stop sending new connections first. 0 = close at once.',
     example: '10s',
+  },
+  'listeners[].tls.reject': {
+    text: 'How a client refused by a `client_auth: require` certificate learns it. `close`: a missing certificate fails the handshake (`certificate_required` alert); a certificate that fails verification completes the TLS 1.3 handshake and the connection is then closed without an answer, so clients report a reset or an empty reply. `http` (HTTP listeners only): the handshake completes and every request on the connection gets `401 client_certificate_required` or `403 client_certificate_invalid` with a JSON message naming the reason (expired, unknown_ca, revoked, ...) and the fix, like nginx\'s 495/496 pages; nothing is routed or forwarded, the refusal is logged and counted as a failed handshake, and the connection closes after the answer. Listener-wide (not per certificate entry); refused on tcp listeners. `close` is the default, as in Envoy and ghostunnel, because a client that cannot authenticate then gets no HTTP surface at all; see docs/rejecting-clients.md.',
   },
   'listeners[].tls.session_tickets': { text: 'TLS session ticket keys shared by several replicas, so a client resumes its session on any of them (nginx `ssl_session_ticket_key`, HAProxy `tls-ticket-keys`). Without it each instance makes its own keys.' },
   'listeners[].tls.session_tickets.key_files': {
@@ -68,13 +69,29 @@ export const KEY_DOCS: Record<string, KeyDoc> = {
     text: 'Worker processes that serve the listeners; `auto` starts one per CPU. The primary process only supervises: it validates and provisions the config before forking, replaces a worker that dies and serves the admin listener. A change needs a restart.',
     example: 4,
   },
-  admin: { text: 'The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` and `POST /reload`. A change needs a restart.' },
+  admin: { text: 'The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` and `POST /reload`, and the optional probe listener. The address, `probe_address` and whether `tls` is set need a restart; `tls` files and `allow` rules reload like the listeners\'. See docs/security.md.' },
   'admin.address': {
-    text: '`host:port` of the admin listener. Loopback by default because it can reload the proxy and shows its state; any other address is refused unless `allow_remote` is true.',
+    text: '`host:port` of the admin listener. Loopback by default because it can reload the proxy and shows its state. Any other address is refused by `check` and `run` unless `admin.tls` and a non-empty `admin.allow` are set (mTLS plus rules naming who may use it). For Kubernetes probes, keep it on loopback and set `probe_address`.',
     example: '127.0.0.1:9901',
   },
-  'admin.allow_remote': {
-    text: 'Allow a non-loopback `admin.address`. The admin API has no authentication of its own, so only set this when a network boundary you control keeps everyone else out.',
+  'admin.tls': {
+    text: 'Serve the admin API over HTTPS and require a client certificate from `client_ca` (clientAuth EKU, chain rules and CRL checked by the same code as the listeners\'; `client_auth` is always require, the listeners\' default `cert_policy` applies, no pins or OCSP). A connection without a valid certificate gets `401 client_certificate_required` or `403 client_certificate_invalid` naming the reason, one not matched by `allow` gets `403 forbidden`; either way it is logged (`admin_refused`) and closed. Required (with `allow`) when `address` is not loopback; allowed on loopback too. `portcullis reload` then needs `--admin-cert`, `--admin-key` and `--admin-ca`.',
+    example: { cert: 'tls/admin.crt', key: 'tls/admin.key', client_ca: 'tls/ops-ca.crt' },
+  },
+  'admin.tls.cert': { text: 'PEM certificate the admin listener presents (leaf first, then intermediates). ' + RELOADS, example: 'tls/admin.crt' },
+  'admin.tls.key': { text: 'PEM private key of `admin.tls.cert`. ' + RELOADS, example: 'tls/admin.key' },
+  'admin.tls.client_ca': {
+    text: 'CA certificate file(s) that sign the certificates of admin clients (operators, Prometheus). Use a CA of its own, not the listeners\' `client_ca`: any client of the proxy would otherwise be one `allow` rule away from reloading it. ' + RELOADS,
+    example: 'tls/ops-ca.crt',
+  },
+  'admin.tls.crl': { text: 'CRL files for the admin client chain, as `listeners[].tls.crl` (every CA of the chain needs one once any is given). ' + RELOADS },
+  'admin.allow': {
+    text: 'Which admin clients may use the admin API once their certificate verified: the rule grammar of listener and route `allow` (spiffe_id, uri, dns, email, cn, ou, o, issuer_cn, serial, fingerprint; first match allows). Empty = every certificate from `admin.tls.client_ca`, which is accepted on loopback only; a non-loopback `address` needs at least one rule. Only used with `admin.tls`.',
+    example: [{ spiffe_id: 'spiffe://example.org/ns/monitoring/sa/prometheus' }, { cn: 'ops-oncall' }],
+  },
+  'admin.probe_address': {
+    text: '`host:port` of a second, plain-HTTP listener that serves only `GET /healthz` and `GET /readyz` (anything else: 404 JSON naming what it serves), like Istio\'s health port 15021. It exists so Kubernetes probes, which come from the node to the pod IP, work while the admin API stays on loopback; it may bind any address because it can neither change nor reveal anything beyond "up" and "ready". Default: none.',
+    example: '0.0.0.0:9902',
   },
   log: { text: 'Operational and access logging. A change needs a restart.' },
   'log.level': { text: 'Level of the operational log (JSON lines on stderr).' },

@@ -212,12 +212,80 @@ test('route client_auth require on a listener that never asks for a certificate'
   assertOnly(raw, 'listeners[0].routes[0].client_auth', /without tls/);
 });
 
-test('admin must be on loopback unless allow_remote', () => {
+test('a non-loopback admin address needs admin.tls and admin.allow', () => {
   const raw = minimal();
   raw.admin = { address: '10.0.0.1:9901' };
-  assertOnly(raw, 'admin.address', /not a loopback address.*allow_remote: true/);
-  raw.admin.allow_remote = true;
+  assertOnly(raw, 'admin.address', /^admin\.address: 10\.0\.0\.1:9901 is not a loopback address and admin\.tls and admin\.allow are not set, .*; keep it on 127\.0\.0\.1 \(for Kubernetes probes set admin\.probe_address\), or add admin\.tls \(cert, key, client_ca\) and admin\.allow rules/);
+  raw.admin.tls = { cert: 'admin.crt', key: 'admin.key', client_ca: 'ops-ca.crt' };
+  assertOnly(raw, 'admin.address', /admin\.allow is not set/);
+  raw.admin.allow = [{ spiffe_id: 'spiffe://example.org/ops/*' }];
   assert.deepEqual(messages(raw), []);
+  delete raw.admin.tls;
+  const all = messages(raw);
+  assert.ok(all.some((m) => /^admin\.address: .*admin\.tls is not set/.test(m)), all.join('\n'));
+  assert.ok(all.some((m) => /^admin\.allow: only used with admin\.tls/.test(m)), all.join('\n'));
+});
+
+test('admin.tls needs a client_ca; on loopback it may be used without allow rules', () => {
+  const raw = minimal();
+  raw.admin = { tls: { cert: 'admin.crt', key: 'admin.key', client_ca: [] } };
+  assertOnly(raw, 'admin.tls.client_ca', /must not be empty; give the CA file\(s\) that sign the certificates of admin clients/);
+  raw.admin.tls.client_ca = 'ops-ca.crt';
+  assert.deepEqual(messages(raw), []);
+  const r = validateConfig(raw, CONFIG);
+  assert.ok(r.ok);
+  assert.deepEqual(referencedFiles(r.config).filter((f) => f.where.startsWith('admin')), [
+    { where: 'admin.tls.cert', file: '/etc/portcullis/admin.crt' },
+    { where: 'admin.tls.key', file: '/etc/portcullis/admin.key' },
+    { where: 'admin.tls.client_ca', file: '/etc/portcullis/ops-ca.crt' },
+  ]);
+});
+
+test('admin.allow_remote is refused with a sentence naming what replaced it', () => {
+  const raw = minimal();
+  raw.admin = { address: '127.0.0.1:9901', allow_remote: true };
+  assertOnly(raw, 'admin.allow_remote', /no longer accepted: .* set admin\.probe_address .* set admin\.tls \(cert, key, client_ca\) and admin\.allow/);
+});
+
+test('admin.probe_address: any address, but its own port', () => {
+  const raw = minimal();
+  raw.admin = { probe_address: '0.0.0.0:9902' };
+  assert.deepEqual(messages(raw), []);
+  raw.admin.probe_address = '0.0.0.0:9901';
+  assertOnly(raw, 'admin.probe_address', /overlaps admin\.address \(127\.0\.0\.1:9901\); give the probe listener its own port/);
+  raw.admin.probe_address = '0.0.0.0:8443';
+  assertOnly(raw, 'listeners[0].address', /is also used by admin\.probe_address/);
+  raw.admin.probe_address = 'nine';
+  assertOnly(raw, 'admin.probe_address', /is not an address/);
+});
+
+test('tls.reject: http only where a refusal can be an HTTP answer and a certificate is required', () => {
+  const raw = minimal();
+  raw.listeners[0].tls.reject = 'http';
+  assert.deepEqual(messages(raw), []);
+  raw.listeners[0].tls.reject = 'bounce';
+  assertOnly(raw, 'listeners[0].tls.reject', /is not one of close, http/);
+
+  const tcp = minimal();
+  tcp.upstreams.pg = { endpoints: ['tcp://127.0.0.1:5432'] };
+  tcp.listeners[0] = { name: 'db', address: '0.0.0.0:5433', protocol: 'tcp', upstream: 'pg', tls: { ...tcp.listeners[0].tls, reject: 'http' } };
+  assertOnly(tcp, 'listeners[0].tls.reject', /a tcp listener cannot send; use reject: close \(the default\) or protocol: http$/);
+  tcp.listeners[0].tls.reject = 'close';
+  assert.deepEqual(messages(tcp), []);
+
+  const optional = minimal();
+  optional.listeners[0].tls.client_auth = 'optional';
+  optional.listeners[0].tls.reject = 'http';
+  assertOnly(optional, 'listeners[0].tls.reject', /no effect here because no certificate of this listener has client_auth: require/);
+  // an SNI entry that requires a certificate is enough
+  optional.listeners[0].tls.certificates = [{ server_names: ['a.example.com'], cert: 'a.crt', key: 'a.key', client_auth: 'require' }];
+  assert.deepEqual(messages(optional), []);
+});
+
+test('tls.reject on a certificate entry is refused with a sentence saying where it goes', () => {
+  const raw = minimal();
+  raw.listeners[0].tls.certificates = [{ server_names: ['a.example.com'], cert: 'a.crt', key: 'a.key', reject: 'http' }];
+  assertOnly(raw, 'listeners[0].tls.certificates[0].reject', /set once per listener; move it to the listener's tls\.reject$/);
 });
 
 test('upstream tls cert and key come together', () => {

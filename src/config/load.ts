@@ -112,6 +112,23 @@ const HINTS: Record<string, string> = {
   key_types: 'list at least one of rsa, ec, ed25519',
 };
 
+/**
+ * Keys that are not accepted but that users will write (a key that was replaced, or one
+ * in a place where it does not apply): a sentence saying what to do instead, in place of
+ * the generic "unknown key". Paths as in key-docs.ts (`[]` = any list item).
+ */
+const MISPLACED_KEYS: Record<string, string> = {
+  'admin.allow_remote':
+    'no longer accepted: the admin API is not exposed without authentication any more; for Kubernetes probes set admin.probe_address (plain /healthz and /readyz only, e.g. 0.0.0.0:9902), and for remote admin access set admin.tls (cert, key, client_ca) and admin.allow; see docs/security.md',
+  'listeners[].tls.certificates[].reject':
+    'not accepted on a certificate entry: how refused clients are answered is set once per listener; move it to the listener\'s tls.reject',
+};
+
+/** `listeners[].tls.reject` for ['listeners', 0, 'tls', 'reject']. */
+function keyPattern(path: readonly Segment[]): string {
+  return path.map((s) => (typeof s === 'number' ? '[]' : `.${s}`)).join('').replace(/^\./, '').replace(/\.\[\]/g, '[]');
+}
+
 function describe(v: unknown): string {
   if (v === null) return 'an empty value';
   if (Array.isArray(v)) return 'a list';
@@ -129,7 +146,7 @@ function fromIssue(iss: z.core.$ZodIssue): Found[] {
     case 'unrecognized_keys': {
       // schema.ts's strict() wrote one line per key, in the same order
       const lines = iss.message.split('\n');
-      return iss.keys.map((k, i) => ({ path: [...path, k], message: lines[i] ?? 'unknown key; remove it' }));
+      return iss.keys.map((k, i) => ({ path: [...path, k], message: MISPLACED_KEYS[keyPattern([...path, k])] ?? lines[i] ?? 'unknown key; remove it' }));
     }
     case 'custom':
       return [{ path, message: iss.message }];
@@ -260,11 +277,25 @@ function crossChecks(root: Raw): Found[] {
   const adminAddress = str(admin.address) ?? (admin.address === undefined ? DEFAULT_ADMIN_ADDRESS : undefined);
   const bound: { path: Segment[]; address: string; host: string; port: number }[] = [];
   const adminHostPort = adminAddress === undefined ? undefined : splitAddress(adminAddress);
+  const adminAllow = arr(admin.allow);
   if (adminHostPort && 'host' in adminHostPort) {
-    if (!isLoopbackHost(adminHostPort.host) && admin.allow_remote !== true) {
-      add(['admin', 'address'], `${adminAddress} is not a loopback address; the admin API can reload the proxy and shows its state, so keep it on 127.0.0.1 or set admin.allow_remote: true`);
+    // the admin API can reload the proxy and shows its state: off loopback only with mTLS
+    // and rules naming who may use it (admin.tls.client_ca is required by the schema)
+    if (!isLoopbackHost(adminHostPort.host) && (admin.tls === undefined || adminAllow.length === 0)) {
+      const missing = admin.tls === undefined ? (adminAllow.length === 0 ? 'admin.tls and admin.allow' : 'admin.tls') : 'admin.allow';
+      add(['admin', 'address'], `${adminAddress} is not a loopback address and ${missing} ${missing.includes(' and ') ? 'are' : 'is'} not set, but the admin API can reload the proxy and shows its state; keep it on 127.0.0.1 (for Kubernetes probes set admin.probe_address), or add admin.tls (cert, key, client_ca) and admin.allow rules naming the clients that may use it`);
     }
     bound.push({ path: ['admin', 'address'], address: adminAddress!, ...adminHostPort });
+  }
+  if (admin.tls === undefined && adminAllow.length > 0) {
+    add(['admin', 'allow'], 'only used with admin.tls (the rules match the admin client\'s certificate); add admin.tls with cert, key and client_ca, or remove allow');
+  }
+  const probeAddress = str(admin.probe_address);
+  const probeHostPort = probeAddress === undefined ? undefined : splitAddress(probeAddress);
+  if (probeHostPort && 'host' in probeHostPort) {
+    const clash = probeHostPort.port === 0 ? undefined : bound.find((b) => b.port === probeHostPort.port && overlaps(b.host, probeHostPort.host));
+    if (clash) add(['admin', 'probe_address'], `${probeAddress} overlaps admin.address (${clash.address}); give the probe listener its own port, e.g. 9902`);
+    bound.push({ path: ['admin', 'probe_address'], address: probeAddress!, ...probeHostPort });
   }
 
   const names = new Map<string, number>();
@@ -322,8 +353,9 @@ function crossChecks(root: Raw): Found[] {
       add([...at, 'tls'], `required on ${address} because it is not a loopback address; add tls (cert, key, client_ca), listen on 127.0.0.1, or set unsafe_plain: true to accept plain connections from the network`);
     }
 
-    // does any handshake on this listener ask for a client certificate?
+    // does any handshake on this listener ask for a client certificate? require one?
     let asks = false;
+    let requires = false;
     if (tls) {
       const auth = tls.client_auth ?? 'require';
       const ca = list(tls.client_ca);
@@ -332,6 +364,7 @@ function crossChecks(root: Raw): Found[] {
         add([...at, 'tls', 'client_ca'], `required when client_auth is ${auth}; give the CA file(s) that sign your clients' certificates`);
       }
       asks = auth !== 'none';
+      requires = auth === 'require';
       const seen = new Map<string, number>();
       arr(tls.certificates).forEach((ev, j) => {
         const e = obj(ev);
@@ -343,6 +376,7 @@ function crossChecks(root: Raw): Found[] {
           add([...ePath, 'client_ca'], `required when client_auth is ${String(eAuth)}; give the CA file(s) here or in ${self}.tls.client_ca`);
         }
         if (eAuth !== 'none') asks = true;
+        if (eAuth === 'require') requires = true;
         for (const n of list(e.server_names) ?? []) {
           const lower = n.trim().toLowerCase();
           const first = seen.get(lower);
@@ -350,6 +384,13 @@ function crossChecks(root: Raw): Found[] {
           else seen.set(lower, j);
         }
       });
+    }
+    if (tls?.reject === 'http') {
+      if (protocol === 'tcp') {
+        add([...at, 'tls', 'reject'], 'http answers a refused client with an HTTP error, which a tcp listener cannot send; use reject: close (the default) or protocol: http');
+      } else if (!requires) {
+        add([...at, 'tls', 'reject'], 'http has no effect here because no certificate of this listener has client_auth: require (with optional, routes already answer 401/403); set client_auth: require or remove reject');
+      }
     }
     routes.forEach((rv, k) => {
       if (obj(rv)?.client_auth !== 'require' || asks) return;
@@ -442,6 +483,10 @@ function fileFields(c: Config): FileField[] {
       out.push({ where, get: () => items[i]!, set: (v) => void (items[i] = v) });
     });
   };
+  if (c.admin.tls) {
+    for (const k of ['cert', 'key']) one(['admin', 'tls'], c.admin.tls, k);
+    for (const k of ['client_ca', 'crl']) many(['admin', 'tls'], c.admin.tls, k);
+  }
   c.listeners.forEach((l, i) => {
     if (!l.tls) return;
     const at = ['listeners', i, 'tls'];

@@ -35,7 +35,7 @@ const minimal = () => ({
 test('the minimal config gets every documented default', () => {
   const c = parse(minimal());
   assert.equal(c.workers, 'auto');
-  assert.deepEqual(c.admin, { address: '127.0.0.1:9901', allow_remote: false, host: '127.0.0.1', port: 9901 });
+  assert.deepEqual(c.admin, { address: '127.0.0.1:9901', allow: [], host: '127.0.0.1', port: 9901 });
   assert.deepEqual(c.log, { level: 'info', access: 'stdout' });
   const l = c.listeners[0]!;
   assert.equal(l.protocol, 'http');
@@ -60,6 +60,7 @@ test('the minimal config gets every documented default', () => {
     ocsp: { mode: 'off', cache: 300_000, timeout: 2_000 },
     pins: [],
     cert_policy: { min_rsa_bits: 2048, min_ec_bits: 256, key_types: ['rsa', 'ec', 'ed25519'], max_validity: 0, strict_rfc5280: false },
+    reject: 'close',
   });
   assert.deepEqual(l.routes, [{ name: 'route-0', upstream: 'app', allow: [], deny: [] }]);
   assert.deepEqual(c.upstreams.app, {
@@ -253,15 +254,17 @@ test('SNI entries keep unset trust keys undefined, and fill given ones with defa
   assert.deepEqual(trustFor(tls), { ...inherited });
 });
 
-test('extra keys: unsafe_plain, admin.allow_remote, workers, off written as false', () => {
+test('extra keys: unsafe_plain, admin.tls/allow/probe_address, workers, off written as false', () => {
   const raw = minimal() as any;
   raw.workers = 4;
-  raw.admin = { address: '0.0.0.0:9901', allow_remote: true };
+  raw.admin = { address: '0.0.0.0:9901', tls: { cert: 'a.crt', key: 'a.key', client_ca: 'ops-ca.crt' }, allow: [{ cn: 'ops' }], probe_address: '0.0.0.0:9902' };
   raw.listeners[0].unsafe_plain = true;
   raw.listeners[0].tls.ocsp = { mode: false };
   const c = parse(raw);
   assert.equal(c.workers, 4);
-  assert.equal(c.admin.allow_remote, true);
+  assert.deepEqual(c.admin.tls, { cert: 'a.crt', key: 'a.key', client_ca: ['ops-ca.crt'], crl: [] });
+  assert.deepEqual(c.admin.allow, [{ cn: ['ops'] }]);
+  assert.deepEqual(c.admin.probe, { host: '0.0.0.0', port: 9902 });
   assert.equal(c.listeners[0]!.unsafe_plain, true);
   assert.equal(c.listeners[0]!.tls!.ocsp.mode, 'off');
 });

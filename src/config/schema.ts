@@ -320,6 +320,13 @@ const ListenerTlsSchema = strict({
   pins: pinList().default(() => []),
   cert_policy: CertPolicySchema.prefault({}),
   session_tickets: SessionTicketsSchema.optional(),
+  /**
+   * How a client whose certificate the listener refuses learns it: `close` ends the
+   * connection after the handshake; `http` (HTTP listeners) completes the handshake and
+   * answers every request with 401/403 JSON naming the reason (docs/rejecting-clients.md).
+   * Listener-wide: SNI entries carry trust, not how an HTTP listener answers.
+   */
+  reject: z.enum(['close', 'http']).default('close'),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -535,14 +542,32 @@ const workers = z.unknown().transform((v, ctx): 'auto' | number => {
   return fail(ctx, `${show(v)} is not a worker count; use auto (one per CPU) or a whole number of at least 1`);
 }).meta(kind('workers'));
 
+/**
+ * mTLS on the admin listener (docs/security.md "The admin listener"): its own server
+ * certificate and its own client CA, verified by the listeners' code with client_auth
+ * require; who may then use it is admin.allow.
+ */
+const AdminTlsSchema = strict({
+  cert: filePath(),
+  key: filePath(),
+  client_ca: pathList().refine((l) => l.length > 0, { message: 'must not be empty; give the CA file(s) that sign the certificates of admin clients' }),
+  crl: pathList().default(() => []),
+});
+
+const AdminSchema = strict({
+  address: address().default(DEFAULT_ADMIN_ADDRESS),
+  tls: AdminTlsSchema.optional(),
+  allow: rules('allow').default(() => []),
+  /** plain HTTP, /healthz and /readyz only: for Kubernetes probes while the admin API stays on loopback */
+  probe_address: address().optional(),
+}).transform((a) => {
+  const probe = a.probe_address === undefined ? undefined : (splitAddress(a.probe_address) as { host: string; port: number });
+  return { ...withHostPort(a), ...(probe ? { probe } : {}) };
+});
+
 export const ConfigSchema = strict({
   workers: workers.default('auto'),
-  admin: strict({
-    address: address().default(DEFAULT_ADMIN_ADDRESS),
-    allow_remote: z.boolean().default(false),
-  })
-    .transform(withHostPort)
-    .prefault({}),
+  admin: AdminSchema.prefault({}),
   log: strict({
     level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     /** stdout | stderr | off | a file path (load.ts makes it absolute) */
@@ -566,6 +591,7 @@ export type Config = z.output<typeof ConfigSchema>;
 /** What loadConfig returns: the frozen config plus where it came from. */
 export type LoadedConfig = Config & { configPath: string; configDir: string };
 export type AdminConfig = Config['admin'];
+export type AdminTlsConfig = NonNullable<AdminConfig['tls']>;
 export type ShutdownConfig = Config['shutdown'];
 export type LogConfig = Config['log'];
 export type ListenerConfig = Config['listeners'][number];
@@ -586,6 +612,14 @@ export type OutlierConfig = UpstreamConfig['outlier'];
 export type HashOn = NonNullable<UpstreamConfig['hash_on']>;
 export type ClientAuth = z.output<typeof ClientAuthSchema>;
 export type IdentityHeaderFormat = z.output<typeof IdentityHeaderSchema>;
+
+/**
+ * The admin listener's TLS as a listener TLS config (every other key at the listener
+ * defaults, client_auth require), so it is built and verified by the listeners' own code.
+ */
+export function adminListenerTls(t: AdminTlsConfig): ListenerTlsConfig {
+  return ListenerTlsSchema.parse({ cert: t.cert, key: t.key, client_ca: t.client_ca, crl: t.crl, client_auth: 'require' });
+}
 
 /** The client-certificate trust settings in force for one certificate of a listener. */
 export type TrustConfig = Pick<ListenerTlsConfig, 'client_auth' | 'client_ca' | 'verify_depth' | 'crl' | 'crl_mode' | 'ocsp' | 'pins' | 'cert_policy'>;

@@ -13,7 +13,7 @@ import { peekClientHello, type ClientHelloHint } from '../tls/client-hello.js';
 import { formatIdentityHeaders } from '../proxy/identity-headers.js';
 import { http1Frontend } from '../proxy/http/http1.js';
 import type { Frontend } from '../proxy/frontend.js';
-import { kConn, type ConnState, type ListenerRuntime } from './types.js';
+import { kConn, type ConnRefusal, type ConnState, type ListenerRuntime } from './types.js';
 import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
@@ -354,19 +354,23 @@ export class ListenerServer {
     }
     if (sock.destroyed) return;
     const tlsVersion = sock.getProtocol();
-    if (entry.trust.clientAuth === 'require' && peer.verify === 'FAILED' && peer.afterHandshake && rt.cfg.protocol === 'http') {
-      // pins, OCSP and cert_policy run after the handshake (SPEC §2): logged and counted as
-      // a refused handshake, then every request on the connection gets 403 with the reason
-      this.handshakeFailed(rt, remoteAddress, tlsVersion, peer.reason ?? 'error', peer.message ?? '', peer.failed);
-      this.attach(sock, rt, entry, servername, peer, tlsVersion, remoteAddress);
-      return;
-    }
     if (entry.trust.clientAuth === 'require' && peer.verify !== 'SUCCESS') {
-      // Node completes the handshake before reporting the verification error; the
-      // connection is closed before any request is read. (A missing certificate only
-      // gets here when other SNI entries made the certificate optional.)
+      // Node completes the handshake before reporting the verification error. Logged and
+      // counted as a refused handshake either way; then either closed before any request
+      // is read (tls.reject: close), or kept to answer every request with 401/403 naming
+      // the reason (tls.reject: http, and on HTTP listeners the checks SPEC §2 runs after
+      // the handshake: pins, OCSP, cert_policy). (A missing certificate only gets here
+      // when other SNI entries made the certificate optional, or with reject: http.)
       const reason = peer.reason ?? 'no_cert';
-      this.handshakeFailed(rt, remoteAddress, tlsVersion, reason, peer.message ?? reasonMessage(reason), peer.failed);
+      const message = peer.message ?? reasonMessage(reason);
+      this.handshakeFailed(rt, remoteAddress, tlsVersion, reason, message, peer.failed);
+      if (rt.cfg.protocol === 'http' && (rt.tls!.reject === 'http' || (peer.verify === 'FAILED' && peer.afterHandshake))) {
+        const refusal: ConnRefusal = peer.verify === 'NONE'
+          ? { code: 'client_certificate_required', reason, message }
+          : { code: 'client_certificate_invalid', reason, message: `${reason}: ${message}` };
+        this.attach(sock, rt, entry, servername, peer, tlsVersion, remoteAddress, refusal);
+        return;
+      }
       sock.destroy();
       return;
     }
@@ -386,7 +390,7 @@ export class ListenerServer {
     });
   }
 
-  private attach(sock: Socket | TLSSocket, rt: ListenerRuntime, entry: CertEntry | undefined, servername: string | undefined, peer: PeerResult, tlsVersion: string | null, remoteAddress: string): void {
+  private attach(sock: Socket | TLSSocket, rt: ListenerRuntime, entry: CertEntry | undefined, servername: string | undefined, peer: PeerResult, tlsVersion: string | null, remoteAddress: string, refusal?: ConnRefusal): void {
     const conn: ConnState = {
       listener: rt,
       entry,
@@ -396,6 +400,7 @@ export class ListenerServer {
       tlsVersion,
       remoteAddress,
       logClient: logClientOf(peer),
+      ...(refusal ? { refusal } : {}),
     };
     (sock as unknown as { [kConn]: ConnState })[kConn] = conn;
     const kind: FrontendKind = rt.cfg.protocol === 'tcp' ? 'tcp' : (sock as TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http1';

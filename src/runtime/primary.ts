@@ -22,6 +22,8 @@ import { ErrorCodes, PortcullisError } from '../errors.js';
 import type { LoadedCert } from '../tls/listener-tls.js';
 import { createPrimaryMetrics, collectClusterMetrics } from '../telemetry/metrics.js';
 import { startAdmin, type AdminServer } from '../admin/server.js';
+import { buildAdminTls, type AdminTls } from '../admin/admin-tls.js';
+import { startProbe, type ProbeServer } from '../admin/probe-server.js';
 import { buildStatus } from '../admin/status.js';
 import { VERSION } from '../version.js';
 import { ReloadCoordinator } from './reload.js';
@@ -66,6 +68,10 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   const probe = buildGeneration(config, 1, telemetry);
   let certificates: LoadedCert[] = [...probe.listeners.values()].flatMap((l) => l.tls?.loaded ?? []);
   await releaseGeneration(probe);
+  // admin.tls: read and checked like a listener's, before anything starts
+  const adminTls = buildAdminTls(config.admin);
+  /** a reload's admin.tls, built in prepare, swapped in once every worker committed */
+  let nextAdminTls: AdminTls | undefined;
 
   let secret = randomBytes(32);
   const wanted = workerCount(config);
@@ -136,7 +142,12 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     counted: (r) => metrics.reload(r),
     // names new in this config resolve before the workers build their generation
     provisioned: (next) => resolver.update(bothUpstreams(config, next)),
+    prepare: (next) => {
+      nextAdminTls = buildAdminTls(next.admin);
+    },
     applied: (next, certs) => {
+      if (nextAdminTls) admin.setTls(nextAdminTls);
+      nextAdminTls = undefined;
       const before = config;
       config = next;
       certificates = certs;
@@ -145,7 +156,8 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       void resolver.update(next);
       probers.update(next);
       healthGauges(next);
-      if (workerCount(next) !== workerCount(before) || next.admin.address !== before.admin.address || JSON.stringify(next.log) !== JSON.stringify(before.log)) {
+      const adminShape = (c: LoadedConfig) => JSON.stringify([c.admin.address, c.admin.probe_address, !!c.admin.tls]);
+      if (workerCount(next) !== workerCount(before) || adminShape(next) !== adminShape(before) || JSON.stringify(next.log) !== JSON.stringify(before.log)) {
         telemetry.log.warn({ event: 'reload_needs_restart' }, 'changes to workers, admin or log settings take effect after a restart');
       }
     },
@@ -261,8 +273,20 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       }),
       reload: () => reload('admin'),
     },
+    tls: adminTls,
   });
-  telemetry.log.info({ event: 'admin_listening', address: hostPort(config.admin.host, admin.port) }, 'admin listener ready');
+  telemetry.log.info({ event: 'admin_listening', address: hostPort(config.admin.host, admin.port), tls: !!adminTls }, 'admin listener ready');
+  let probeServer: ProbeServer | undefined;
+  if (config.admin.probe) {
+    try {
+      probeServer = await startProbe({ host: config.admin.probe.host, port: config.admin.probe.port, source: { ready, shuttingDown: () => shuttingDown }, log: telemetry.log });
+    } catch (err) {
+      await admin.close();
+      throw err;
+    }
+    telemetry.log.info({ event: 'probe_listening', address: hostPort(config.admin.probe.host, probeServer.port) }, 'probe listener ready (/healthz, /readyz)');
+  }
+  const closeAdmin = () => Promise.all([admin.close(), probeServer?.close()]);
 
   const watcher = watchFiles(watchedFiles(config), () => void reload('file'));
   const rotation = setInterval(() => {
@@ -320,7 +344,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       const check = () => {
         if (liveWorkers().length === 0) {
           clearTimeout(deadline);
-          void admin.close().finally(() => {
+          void closeAdmin().finally(() => {
             telemetry.log.info({ event: 'stopped' }, 'stopped');
             resolve();
           });
@@ -344,7 +368,7 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     resolver.stop();
     clearInterval(rotation);
     for (const w of liveWorkers()) w.kill();
-    await admin.close();
+    await closeAdmin();
     throw err;
   }
 

@@ -31,6 +31,8 @@ export interface ReloadDeps {
   workers(): Worker[];
   /** called once the new config is provisioned, before the workers prepare it (e.g. resolve its new host names) */
   provisioned?(config: LoadedConfig): Promise<void>;
+  /** provisions what the primary itself serves (admin.tls); throwing fails the reload before any worker is asked */
+  prepare?(config: LoadedConfig): void;
   /** called after every worker committed the new generation */
   applied(config: LoadedConfig, certificates: LoadedCert[], generation: number): void;
   counted(result: 'success' | 'failure'): void;
@@ -79,6 +81,7 @@ export class ReloadCoordinator {
       const probe = buildGeneration(config, id, createTelemetry({ level: 'error', access: 'off' }));
       certificates = [...probe.listeners.values()].flatMap((l) => l.tls?.loaded ?? []);
       await releaseGeneration(probe);
+      this.deps.prepare?.(config);
       await this.deps.provisioned?.(config);
     } catch (err) {
       return this.failed(trigger, id, describeError(err));

@@ -60,6 +60,20 @@ export interface ConnState {
   remoteAddress: string;
   /** the client{} object of access log lines */
   logClient: Record<string, string | undefined>;
+  /**
+   * Set when the handshake's certificate was refused but the connection is kept to say so
+   * over HTTP (tls.reject: http, or a check SPEC §2 runs after the handshake): every
+   * request gets this answer, none is routed or forwarded, and the connection closes after it.
+   */
+  refusal?: ConnRefusal;
+}
+
+export interface ConnRefusal {
+  code: 'client_certificate_required' | 'client_certificate_invalid';
+  /** one sentence naming the reason and the fix (the log line's reason) */
+  message: string;
+  /** the handshake result (no_cert, expired, unknown_ca, ...) */
+  reason: string;
 }
 
 export const kConn = Symbol.for('portcullis.conn');

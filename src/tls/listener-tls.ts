@@ -68,8 +68,13 @@ export interface TlsRuntime {
   entries: CertEntry[];
   /** ask for a client certificate when any entry wants one */
   requestCert: boolean;
-  /** let OpenSSL fail a handshake without a certificate when every entry requires one */
+  /**
+   * let OpenSSL fail a handshake without a certificate when every entry requires one and
+   * refusals are `close`d (with `reject: http` the handshake completes and requests get 401)
+   */
   failIfNoCert: boolean;
+  /** tls.reject: how a client refused by a `require` entry learns it (close, or an HTTP 401/403 per request) */
+  reject: 'close' | 'http';
   /** every certificate loaded for this listener, for /status and expiry metrics */
   loaded: LoadedCert[];
   minVersion: 'TLSv1.2' | 'TLSv1.3';
@@ -172,7 +177,8 @@ export function buildListenerTls(cfg: ListenerTlsConfig, field: string, ticketSe
     default: def,
     entries,
     requestCert: all.some((e) => e.trust.clientAuth !== 'none'),
-    failIfNoCert: all.every((e) => e.trust.clientAuth === 'require'),
+    failIfNoCert: cfg.reject !== 'http' && all.every((e) => e.trust.clientAuth === 'require'),
+    reject: cfg.reject,
     loaded,
     minVersion: cfg.min_version,
     ticketKeyFiles: cfg.session_tickets !== undefined,

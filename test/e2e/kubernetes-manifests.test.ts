@@ -2,7 +2,7 @@
 // deploy/kubernetes/base and overlays/sidecar offline; every rendered object is validated
 // against the Kubernetes (and cert-manager) schemas of kubernetes-models, fields the
 // schema does not know included; the Deployment has what a cluster operator expects
-// (probes, securityContext, resources, Prometheus annotations, folder mounts); and the
+// (probes on admin.probe_address, admin API on loopback, securityContext, resources, folder mounts); and the
 // config inside the ConfigMap passes `portcullis check`, then serves, with certificates
 // generated now in the layout the kubelet gives mounted Secrets, including a Secret
 // rotation by the kubelet's symlink swap, picked up without a restart.
@@ -16,6 +16,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { REPO_ROOT, certArgs, curl, runCli, startCli, startEchoUpstream, tempDir, type EchoUpstream } from '../helpers/proxy.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { issueCert } from '../../src/pki/issue.js';
+import { freePort } from '../helpers/upstream-process.js';
 
 // rendered YAML: shapes are checked by the schemas, so plain records here
 type Obj = Record<string, any>;
@@ -153,19 +154,21 @@ function checkWorkload(objs: Obj[], deploymentName: string): { config: Obj; pod:
     if (file === listener.tls.key) assert.equal(vol.secret.defaultMode & 0o007, 0, 'the key must not be readable by others');
   }
 
-  // probes on the admin listener's port: readiness /readyz, liveness /healthz
+  // probes on the probe listener's port (admin.probe_address): readiness /readyz, liveness
+  // /healthz; kubelet probes come from the node, so it binds every address, while the
+  // admin API (reload, status, metrics) stays on the pod's loopback
+  const probePort = Number(String(config.admin.probe_address).split(':').pop());
   const adminPort = Number(String(config.admin.address).split(':').pop());
   const portOf = (name: string | number) => (typeof name === 'number' ? name : (proxy.ports as Obj[]).find((p) => p.name === name)?.containerPort);
   assert.equal(proxy.readinessProbe.httpGet.path, '/readyz');
   assert.equal(proxy.livenessProbe.httpGet.path, '/healthz');
-  for (const probe of [proxy.readinessProbe, proxy.livenessProbe, proxy.startupProbe]) assert.equal(portOf(probe.httpGet.port), adminPort);
-  // kubelet probes come from the node: the admin listener must accept remote connections
-  assert.match(config.admin.address, /^0\.0\.0\.0:/);
-  assert.equal(config.admin.allow_remote, true);
-  // Prometheus scrapes the same port
-  assert.equal(pod.metadata.annotations['prometheus.io/scrape'], 'true');
-  assert.equal(Number(pod.metadata.annotations['prometheus.io/port']), adminPort);
-  assert.equal(pod.metadata.annotations['prometheus.io/path'], '/metrics');
+  for (const probe of [proxy.readinessProbe, proxy.livenessProbe, proxy.startupProbe]) assert.equal(portOf(probe.httpGet.port), probePort);
+  assert.match(config.admin.probe_address, /^0\.0\.0\.0:/);
+  assert.match(config.admin.address, /^127\.0\.0\.1:/);
+  assert.equal(config.admin.allow_remote, undefined, 'allow_remote is gone');
+  assert.ok(!(proxy.ports as Obj[]).some((p) => p.containerPort === adminPort), 'the admin port is not a container port');
+  // no scrape annotations pointing at a port that is not reachable from outside the pod
+  assert.equal(pod.metadata.annotations?.['prometheus.io/port'], undefined);
 
   // non-root, read-only root, no privilege escalation, no capabilities
   assert.equal(pod.spec.securityContext.runAsNonRoot, true);
@@ -187,20 +190,20 @@ function checkWorkload(objs: Obj[], deploymentName: string): { config: Obj; pod:
   assert.ok(matches(svc.spec.selector, podLabels));
   const listenerPort = Number(String(listener.address).split(':').pop());
   assert.equal(portOf(svc.spec.ports[0].targetPort), listenerPort);
-  assert.ok(!(svc.spec.ports as Obj[]).some((p) => portOf(p.targetPort) === adminPort), 'the admin port is not in the Service');
+  assert.ok(!(svc.spec.ports as Obj[]).some((p) => portOf(p.targetPort) === adminPort || portOf(p.targetPort) === probePort), 'neither the admin nor the probe port is in the Service');
   assert.ok(matches(one(objs, 'PodDisruptionBudget').spec.selector.matchLabels, podLabels));
   // the Certificate fills the Secret the server certificate comes from
   const cert = one(objs, 'Certificate');
   const tlsVolume = (pod.spec.volumes as Obj[]).find((v) => v.name === mountOf(listener.tls.cert)!.name)!;
   assert.equal(cert.spec.secretName, tlsVolume.secret.secretName);
   assert.ok((cert.spec.dnsNames as string[]).includes(svc.metadata.name), 'the certificate names the Service');
-  // the NetworkPolicy for these pods opens the listener to all and the admin port to monitoring only
+  // the NetworkPolicy for these pods opens the listener to all and nothing else (the
+  // kubelet's probes come from the node, which NetworkPolicies always allow)
   const np = find(objs, 'NetworkPolicy').find((p) => matches(p.spec.podSelector.matchLabels, podLabels))!;
   assert.ok(np, 'a NetworkPolicy selects the pods');
   const rules = np.spec.ingress as Obj[];
   assert.ok(rules.some((r) => !r.from && r.ports.some((p: Obj) => portOf(p.port) === listenerPort)));
-  const adminRules = rules.filter((r) => r.ports.some((p: Obj) => portOf(p.port) === adminPort));
-  assert.ok(adminRules.length > 0 && adminRules.every((r) => r.from?.length > 0), 'the admin port must not be open to every pod');
+  assert.ok(rules.every((r) => r.ports.every((p: Obj) => portOf(p.port) === listenerPort)), 'only the listener port is open to other pods');
   return { config, pod, proxy };
 }
 
@@ -309,13 +312,18 @@ test('base: the config serves, its probes answer, and a Secret rotation (kubelet
   // on this machine: loopback ports, and the echo upstream in place of the app Service
   config.listeners[0].address = '127.0.0.1:0';
   config.admin.address = '127.0.0.1:0';
+  const probePort = await freePort();
+  config.admin.probe_address = `127.0.0.1:${probePort}`;
   config.upstreams.app.endpoints = [up.url];
   const cli = await startCli(config, { dir: root });
   try {
+    await cli.waitLog(/"event":"probe_listening"/);
     for (const probe of [proxy.readinessProbe, proxy.livenessProbe, proxy.startupProbe]) {
-      const r = await fetch(`http://127.0.0.1:${cli.adminPort}${probe.httpGet.path}`);
+      const r = await fetch(`http://127.0.0.1:${probePort}${probe.httpGet.path}`);
       assert.equal(r.status, 200, `${probe.httpGet.path}: ${await r.text()}`);
     }
+    // the probe port serves nothing else
+    assert.equal((await fetch(`http://127.0.0.1:${probePort}/reload`, { method: 'POST' })).status, 404);
     const url = `https://localhost:${cli.port}/orders`;
     const ok = await curl(url, certArgs(pki.ca.cert, pki.client));
     assert.equal(ok.status, 200, ok.stderr + ok.body);

@@ -20,7 +20,7 @@ import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
 import type { Frontend } from '../frontend.js';
 import type { TLSSocket } from 'node:tls';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';
-import { admitRequest, logRequest, type LogExtra } from './pipeline.js';
+import { admitRequest, connectionRefusal, logRequest, type LogExtra } from './pipeline.js';
 import { guard, guarded, injectedFault, throwInjected } from '../boundary.js';
 import { markHandshakeDone } from '../../platform/node-internals.js';
 import { dispatchUpstream } from './upstream-dispatch.js';
@@ -383,7 +383,14 @@ function onStream(stream: ServerHttp2Stream, st: SessionState, headers: Incoming
   const fail = (code: HttpErrorCode, message: string, requestId: string, extra: LogExtra) => {
     const status = refuse(stream, grpc, code, message, requestId);
     logRequest(conn, start, requestId, method, path, status, { ...extra, error: extra.error ?? code });
+    // a connection whose certificate was refused: GOAWAY after this answer (streams
+    // already open get theirs, no new one is taken)
+    const session = stream.session;
+    if (conn.refusal && session && !session.closed) session.close();
   };
+  // a refused connection's answer comes before any check of the request itself
+  const refused = connectionRefusal(conn, randomUUID());
+  if (refused) return fail(refused.code, refused.message, refused.requestId, { decision: refused.decision });
   if (early) return fail(early.code, early.message, randomUUID(), {});
 
   if (method === 'CONNECT') {

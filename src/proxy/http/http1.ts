@@ -362,7 +362,8 @@ function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expec
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, req.url ?? '/', status, extra);
   const fault = injectedFault(req.rawHeaders);
   if (fault === 'request') throwInjected(fault);
-  const framing = framingProblem(req);
+  // a refused connection's answer comes before any check of the request itself
+  const framing = conn.refusal ? undefined : framingProblem(req);
   if (framing) {
     // the framing of what follows on the connection cannot be trusted: answer and close
     if (expectContinue) closeAfterResponse(res);
@@ -376,6 +377,7 @@ function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expec
     // connection closes after the answer
     if (expectContinue) closeAfterResponse(res);
     else if (bodyPending(req, declared)) closeAfterResponse(res, true);
+    else if (adm.close) closeAfterResponse(res);
     const status = sendError(res, adm.code, adm.message, adm.requestId);
     log(status, { route: adm.route, decision: adm.decision, path: adm.path, error: adm.code });
     return;

@@ -49,6 +49,8 @@ export interface Refusal {
   decision?: LogDecision;
   /** normalized path, once known (for the log line) */
   path?: string;
+  /** end the connection after this answer (a connection whose certificate was refused) */
+  close?: boolean;
 }
 
 export interface Admission {
@@ -80,11 +82,25 @@ function refusal(requestId: string, code: HttpErrorCode, message: string, extra:
   return { ok: false, requestId, code, message, ...extra };
 }
 
+/**
+ * The answer to every request on a connection whose certificate was refused after the
+ * handshake (tls.reject: http; pins, OCSP, cert_policy): checked before anything else, so
+ * such a request is never routed and nothing of it is forwarded; the connection closes
+ * after the answer. Front ends call it before their own protocol checks too.
+ */
+export function connectionRefusal(conn: ConnState, requestId: string): Refusal | undefined {
+  const r = conn.refusal;
+  if (!r) return undefined;
+  return refusal(requestId, r.code, r.message, { close: true, decision: { allowed: false, reason: r.code === 'client_certificate_invalid' ? r.message : `${r.reason}: ${r.message}` } });
+}
+
 export function admitRequest(input: RequestInput): Admission | Refusal {
   const { conn, method } = input;
   const l = conn.listener;
   const f = filterRequestHeaders(input.rawHeaders);
   const requestId = f.requestId ?? randomUUID();
+  const refused = connectionRefusal(conn, requestId);
+  if (refused) return refused;
   const maxHeaders = l.cfg.limits.max_headers;
   if (input.rawHeaders.length > 2 * maxHeaders) {
     return refusal(requestId, 'headers_too_large', `the request has ${input.rawHeaders.length / 2} header fields, more than ${maxHeaders}; send fewer or raise limits.max_headers`);
