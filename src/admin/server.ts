@@ -7,6 +7,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { prometheusContentType } from 'prom-client';
 import { ErrorCodes, PortcullisError } from '../errors.js';
+import { uiRoutes } from './ui.js';
 
 export interface ReloadResponse {
   ok: boolean;
@@ -25,6 +26,8 @@ export interface AdminProvider {
   status(): Promise<object> | object;
   /** builds and swaps in a new generation; absent where reload is not supported */
   reload?(): Promise<ReloadResponse>;
+  /** the dashboard's data (admin/ui-data.ts); /ui is served only where this is given */
+  ui?(): Promise<object> | object;
 }
 
 export interface AdminOptions {
@@ -115,6 +118,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         else send(res, 500, { ok: false, generation: r.generation, error: r.error ?? 'reload failed; see the log for the reason' });
       },
     },
+    // GET /ui and /ui/data.json (admin/ui.ts), behind the same guards as everything here
+    ...(provider.ui ? uiRoutes(provider.ui.bind(provider)) : {}),
   };
 
   const server = http.createServer(async (req, res) => {
@@ -134,7 +139,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       }
       const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
       if (!route) {
-        send(res, 404, errorBody('not_found', `no admin endpoint ${path}; try /healthz, /readyz, /metrics, /status or POST /reload`));
+        send(res, 404, errorBody('not_found', `no admin endpoint ${path}; try /healthz, /readyz, /metrics, /status, /ui or POST /reload`));
         return;
       }
       const method = req.method === 'HEAD' && route.method === 'GET' ? 'GET' : req.method;

@@ -23,6 +23,8 @@ import type { LoadedCert } from '../tls/listener-tls.js';
 import { createPrimaryMetrics, collectClusterMetrics } from '../telemetry/metrics.js';
 import { startAdmin, type AdminServer } from '../admin/server.js';
 import { buildStatus } from '../admin/status.js';
+import { buildDashboard } from '../admin/ui-data.js';
+import { collectClusterActivity } from '../telemetry/activity.js';
 import { VERSION } from '../version.js';
 import { ReloadCoordinator } from './reload.js';
 import { watchFiles } from './watch.js';
@@ -233,6 +235,21 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
         upstreams: upstreamStatus(config, probers.status()),
       }),
       reload: () => reload('admin'),
+      // the dashboard polls this every 2 s; a worker slower than 1 s is left out of one answer
+      ui: async () => {
+        const activity = await collectClusterActivity({ timeoutMs: 1000 });
+        return buildDashboard({
+          version: VERSION,
+          startedAt: startedAtPrimary,
+          generation: reloads.generation,
+          workers: { configured: workerCount(config), live: readyIds.size, answered: activity.workers_answered },
+          certificates,
+          config,
+          upstreams: upstreamStatus(config, probers.status()),
+          reloads: reloads.history,
+          activity,
+        });
+      },
     },
   });
   telemetry.log.info({ event: 'admin_listening', address: hostPort(config.admin.host, admin.port) }, 'admin listener ready');

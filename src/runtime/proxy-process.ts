@@ -8,6 +8,7 @@ import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration, type Generation } from './generation.js';
 import { ListenerServer } from './listener-server.js';
 import { createTelemetry, flushTelemetry, type Telemetry, type MetricHooks } from '../telemetry/telemetry.js';
+import type { ActivityHooks } from '../telemetry/activity.js';
 import './frontends.js';
 
 export interface RunningProxy {
@@ -30,6 +31,8 @@ export interface StartOptions {
   /** shared by all workers so TLS sessions resume on any of them */
   ticketSecret?: Buffer;
   metrics?: MetricHooks;
+  /** what the admin dashboard shows (recent clients, refusals, rule hits) */
+  activity?: ActivityHooks;
   /** generation number to start with (a replacement worker joins the current one) */
   generation?: number;
 }
@@ -40,7 +43,7 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
   checkRuntime();
   const configPath = typeof configOrPath === 'string' ? configOrPath : configOrPath.configPath;
   const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
-  const telemetry = createTelemetry(config.log, opts.metrics);
+  const telemetry = createTelemetry(config.log, opts.metrics, opts.activity);
   let generation = buildGeneration(config, opts.generation ?? 1, telemetry, opts.ticketSecret);
   const servers = new Map<string, ListenerServer>();
   const addresses = new Map<string, { host: string; port: number }>();
