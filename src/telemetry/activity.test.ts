@@ -10,7 +10,8 @@ const allow = Object.freeze({ allowed: true, rule: 'routes[r].allow[0]', reason:
 const deny = Object.freeze({ allowed: false, reason: 'no allow rule matched' });
 
 test('activity-clients-bounded: the recorder keeps the most recently seen identities, least recent dropped first', () => {
-  const rec = createActivityRecorder({ maxClients: 3 });
+  let t = 0;
+  const rec = createActivityRecorder({ maxClients: 3, now: () => (t += 1000) });
   for (const n of [1, 2, 3]) rec.clientActivity('api', 'r', client(n), '127.0.0.1', 200, allow, undefined, undefined);
   rec.clientActivity('api', 'r', client(1), '127.0.0.1', 200, allow, undefined, undefined); // 1 is the newest now
   rec.clientActivity('api', 'r', client(4), '127.0.0.1', 200, allow, undefined, undefined); // evicts 2, the least recent

@@ -19,6 +19,26 @@ import { answerClusterQueries, queryWorkers, type QueryOptions } from './cluster
 export const MAX_CLIENTS = 200;
 export const MAX_REFUSAL_GROUPS = 256;
 export const MAX_RULE_KEYS = 2048;
+/** recency is kept to this resolution (see touchClient) */
+const LRU_RESOLUTION_MS = 1000;
+/** "last seen" times come from a clock read this often, not per request (see coarseNow) */
+const CLOCK_TICK_MS = 250;
+
+let clockMs = 0;
+let clockTimer: NodeJS.Timeout | undefined;
+/**
+ * Date.now() returns a freshly boxed number on every call (one heap allocation per request
+ * on this path); the dashboard shows times to the second, so one read per tick is plenty.
+ */
+function coarseNow(): number {
+  return clockMs;
+}
+function startClock(): void {
+  if (clockTimer) return;
+  clockMs = Date.now();
+  clockTimer = setInterval(() => (clockMs = Date.now()), CLOCK_TICK_MS);
+  clockTimer.unref();
+}
 
 /** The access log's client{} of a connection (verify, subject, issuer, serial, fingerprint, spiffe_id, not_after). */
 export type ClientFacts = Readonly<Record<string, string | undefined>>;
@@ -117,6 +137,8 @@ interface ClientEntry {
   remote: string;
   first: number;
   last: number;
+  /** when it was last moved to the recent end of the LRU order */
+  moved: number;
   requests: number;
   denials: number;
   route: string;
@@ -168,7 +190,8 @@ export function createActivityRecorder(opts: { maxClients?: number; maxRefusalGr
   const maxClients = opts.maxClients ?? MAX_CLIENTS;
   const maxGroups = opts.maxRefusalGroups ?? MAX_REFUSAL_GROUPS;
   const maxRuleKeys = opts.maxRuleKeys ?? MAX_RULE_KEYS;
-  const now = opts.now ?? Date.now;
+  if (!opts.now) startClock();
+  const now = opts.now ?? coarseNow;
   /** insertion order is recency order: the first key is the least recently seen */
   const clients = new Map<string, ClientEntry>();
   let newest: string | undefined;
@@ -186,7 +209,7 @@ export function createActivityRecorder(opts: { maxClients?: number; maxRefusalGr
       const oldest = clients.keys().next().value as string;
       clients.delete(oldest);
     }
-    const e: ClientEntry = { key, facts: undefined, listener: '', remote: '', first: t, last: t, requests: 0, denials: 0, route: '', rule: undefined, allowed: undefined, status: 0, deniedAt: 0, deniedCode: '', deniedReason: '', deniedMessage: undefined, deniedRoute: '' };
+    const e: ClientEntry = { key, facts: undefined, listener: '', remote: '', first: t, last: t, moved: t, requests: 0, denials: 0, route: '', rule: undefined, allowed: undefined, status: 0, deniedAt: 0, deniedCode: '', deniedReason: '', deniedMessage: undefined, deniedRoute: '' };
     clients.set(key, e);
     return e;
   };
@@ -194,10 +217,13 @@ export function createActivityRecorder(opts: { maxClients?: number; maxRefusalGr
     const key = client?.fingerprint ?? '';
     let e = clients.get(key);
     if (e === undefined) e = addClient(key, t);
-    else if (key !== newest) {
-      // move to the most recent end; skipped for a client that keeps sending (the usual case)
+    else if (key !== newest && t - e.moved >= LRU_RESOLUTION_MS) {
+      // move to the most recent end, at most once a second per client: a delete + set on
+      // every request would make the Map rehash its tombstones (garbage on the hot path),
+      // and eviction order accurate to a second is all a "recent clients" list needs
       clients.delete(key);
       clients.set(key, e);
+      e.moved = t;
     }
     newest = key;
     e.facts = client;
