@@ -31,7 +31,11 @@ const fx = useProxy(({ pki, up }) => ({
     }),
   ],
   upstreams: { app: { endpoints: [up.url] } },
-}));
+}), {
+  // round-robin hand-off: consecutive connections go to alternate workers, so the counts
+  // below can only add up if both workers' recorders were asked and merged
+  env: { PORTCULLIS_SCHED: 'rr' },
+});
 
 let browser: Browser | undefined;
 let page: Page;
@@ -172,7 +176,7 @@ test('dashboard-escapes-client-strings: a certificate subject full of HTML is sh
 
 test('dashboard data covers every worker: requests on separate connections are all counted', { skip }, async () => {
   await setup();
-  // 8 fresh connections: the kernel spreads them over both workers' accept queues
+  // 8 fresh connections, handed to the 2 workers in turn (PORTCULLIS_SCHED=rr above)
   for (let i = 0; i < 8; i++) {
     const r = await curl(`https://localhost:${fx.cli.port}/count/${i}`, certArgs(fx.pki.ca.cert, fx.pki.noEku));
     assert.equal(r.status, 200, r.body);
