@@ -13,6 +13,7 @@ import { ErrorCodes, HttpErrors, PortcullisError } from '../errors.js';
 import { startHandshake } from '../tls/listener-tls.js';
 import { judgeAdminClient, type AdminTls, type AdminVerdict } from './admin-tls.js';
 import { healthz, readyz } from './health.js';
+import { uiRoutes } from './ui.js';
 
 export interface ReloadResponse {
   ok: boolean;
@@ -31,6 +32,8 @@ export interface AdminProvider {
   status(): Promise<object> | object;
   /** builds and swaps in a new generation; absent where reload is not supported */
   reload?(): Promise<ReloadResponse>;
+  /** the dashboard's data (admin/ui-data.ts); /ui is served only where this is given */
+  ui?(): Promise<object> | object;
 }
 
 export interface AdminOptions {
@@ -122,6 +125,8 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
         else send(res, 500, { ok: false, generation: r.generation, error: r.error ?? 'reload failed; see the log for the reason' });
       },
     },
+    // GET /ui and /ui/data.json (admin/ui.ts), behind the same guards as everything here
+    ...(provider.ui ? uiRoutes(provider.ui.bind(provider)) : {}),
   };
 
   let adminTls = opts.tls;
@@ -153,7 +158,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       }
       const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
       if (!route) {
-        send(res, 404, errorBody('not_found', `no admin endpoint ${path}; try /healthz, /readyz, /metrics, /status or POST /reload`));
+        send(res, 404, errorBody('not_found', `no admin endpoint ${path}; try /healthz, /readyz, /metrics, /status, /ui or POST /reload`));
         return;
       }
       const method = req.method === 'HEAD' && route.method === 'GET' ? 'GET' : req.method;

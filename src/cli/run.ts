@@ -6,6 +6,7 @@ import { DEFAULT_DRAIN_MS } from '../runtime/proxy-process.js';
 import { startPrimary } from '../runtime/primary.js';
 import { runWorker } from '../runtime/worker.js';
 import { createWorkerMetrics, registerWorkerRegistry } from '../telemetry/metrics.js';
+import { createActivityRecorder, registerWorkerActivity } from '../telemetry/activity.js';
 
 /**
  * How connections reach workers. 'none' lets every worker accept on the shared socket
@@ -27,7 +28,10 @@ export function register(program: Command): void {
         // one metrics registry per worker process, answering the primary's scrapes
         const metrics = createWorkerMetrics();
         registerWorkerRegistry(metrics.registry);
-        await runWorker(opts.config, metrics);
+        // and one recorder of what the admin dashboard (/ui) shows, asked for the same way
+        const activity = createActivityRecorder();
+        registerWorkerActivity(activity);
+        await runWorker(opts.config, metrics, activity);
         return;
       }
       cluster.schedulingPolicy = schedulingPolicy();

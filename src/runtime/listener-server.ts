@@ -380,12 +380,14 @@ export class ListenerServer {
 
   private handshakeFailed(rt: ListenerRuntime, remote: string, tlsVersion: string | null, reason: string, message: string, failed: PeerResult['failed']): void {
     rt.telemetry.handshake(rt.name, reason);
+    const client = failed ? { verify: `FAILED:${reason}`, ...failed } : { verify: reason === 'no_cert' ? 'NONE' : `FAILED:${reason}` };
+    rt.telemetry.handshakeRefused(rt.name, reason, message, client, remote);
     writeAccess(rt.telemetry, {
       event: 'tls_handshake_failed',
       listener: rt.name,
       remote_addr: remote,
       tls_version: tlsVersion,
-      client: failed ? { verify: `FAILED:${reason}`, ...failed } : { verify: reason === 'no_cert' ? 'NONE' : `FAILED:${reason}` },
+      client,
       decision: { allowed: false, reason: `${reason}: ${message}` },
     });
   }

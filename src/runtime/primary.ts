@@ -25,6 +25,8 @@ import { startAdmin, type AdminServer } from '../admin/server.js';
 import { buildAdminTls, type AdminTls } from '../admin/admin-tls.js';
 import { startProbe, type ProbeServer } from '../admin/probe-server.js';
 import { buildStatus } from '../admin/status.js';
+import { buildDashboard } from '../admin/ui-data.js';
+import { collectClusterActivity } from '../telemetry/activity.js';
 import { VERSION } from '../version.js';
 import { ReloadCoordinator } from './reload.js';
 import { watchFiles } from './watch.js';
@@ -272,6 +274,21 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
         upstreams: upstreamStatus(config.upstreams, probers.status(), await queryWorkers<WorkerUpstreams>(UPSTREAMS_QUERY, { timeoutMs: 1_000 })),
       }),
       reload: () => reload('admin'),
+      // the dashboard polls this every 2 s; a worker slower than 1 s is left out of one answer
+      ui: async () => {
+        const [activity, live] = await Promise.all([collectClusterActivity({ timeoutMs: 1000 }), queryWorkers<WorkerUpstreams>(UPSTREAMS_QUERY, { timeoutMs: 1_000 })]);
+        return buildDashboard({
+          version: VERSION,
+          startedAt: startedAtPrimary,
+          generation: reloads.generation,
+          workers: { configured: workerCount(config), live: readyIds.size, answered: activity.workers_answered },
+          certificates,
+          config,
+          upstreams: upstreamStatus(config.upstreams, probers.status(), live),
+          reloads: reloads.history,
+          activity,
+        });
+      },
     },
     tls: adminTls,
   });

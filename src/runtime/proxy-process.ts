@@ -8,6 +8,7 @@ import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration, type Generation } from './generation.js';
 import { ListenerServer } from './listener-server.js';
 import { createTelemetry, flushTelemetry, type Telemetry, type MetricHooks } from '../telemetry/telemetry.js';
+import type { ActivityHooks } from '../telemetry/activity.js';
 import './frontends.js';
 import cluster from 'node:cluster';
 import { DnsResolver, dnsChangeLog } from '../upstream/dns.js';
@@ -32,6 +33,8 @@ export interface StartOptions {
   /** shared by all workers so TLS sessions resume on any of them */
   ticketSecret?: Buffer;
   metrics?: MetricHooks;
+  /** what the admin dashboard shows (recent clients, refusals, rule hits) */
+  activity?: ActivityHooks;
   /** generation number to start with (a replacement worker joins the current one) */
   generation?: number;
 }
@@ -42,7 +45,7 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
   checkRuntime();
   const configPath = typeof configOrPath === 'string' ? configOrPath : configOrPath.configPath;
   const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
-  const telemetry = createTelemetry(config.log, opts.metrics);
+  const telemetry = createTelemetry(config.log, opts.metrics, opts.activity);
   // a worker gets address sets from the primary's resolver; a process on its own (the demo) resolves itself
   const resolver = cluster.isWorker
     ? undefined

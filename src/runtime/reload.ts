@@ -41,9 +41,14 @@ export interface ReloadDeps {
 
 type Phase = 'prepared' | 'committed';
 
+/** How many reloads the admin dashboard lists (newest first); older ones are in the log. */
+export const RELOAD_HISTORY = 20;
+
 export class ReloadCoordinator {
   generation = 1;
   last: LastReload | undefined;
+  /** the last RELOAD_HISTORY reloads, newest first */
+  readonly history: LastReload[] = [];
   private running: Promise<ReloadResult> | undefined;
   private again: Promise<ReloadResult> | undefined;
   private readonly waiters = new Map<string, (m: FromWorker & { pcl: Phase }) => void>();
@@ -99,7 +104,7 @@ export class ReloadCoordinator {
       return this.failed(trigger, id, notCommitted.error ?? 'a worker failed to switch to the new configuration');
     }
     this.generation = id;
-    this.last = { at: new Date(), ok: true, generation: id, trigger };
+    this.remember({ at: new Date(), ok: true, generation: id, trigger });
     this.deps.counted('success');
     this.deps.applied(config, certificates, id);
     log.info({ event: 'reload_succeeded', trigger, generation: id }, `reload (${trigger}) succeeded: generation ${id}`);
@@ -107,10 +112,16 @@ export class ReloadCoordinator {
   }
 
   private failed(trigger: string, id: number, error: string): ReloadResult {
-    this.last = { at: new Date(), ok: false, generation: this.generation, trigger, error };
+    this.remember({ at: new Date(), ok: false, generation: this.generation, trigger, error });
     this.deps.counted('failure');
     this.deps.telemetry.log.error({ event: 'reload_failed', trigger, attempted_generation: id, generation: this.generation, error }, `reload (${trigger}) failed; still serving generation ${this.generation}: ${error}`);
     return { ok: false, generation: this.generation, error };
+  }
+
+  private remember(r: LastReload): void {
+    this.last = r;
+    this.history.unshift(r);
+    if (this.history.length > RELOAD_HISTORY) this.history.length = RELOAD_HISTORY;
   }
 
   private ask(w: Worker, msg: ToWorker & { id: number }, phase: Phase): Promise<{ ok: boolean; error?: string }> {

@@ -7,6 +7,7 @@ import { setTicketKeys } from '../tls/listener-tls.js';
 import { PortcullisError, PortcullisErrors } from '../errors.js';
 import type { Generation } from './generation.js';
 import type { MetricHooks } from '../telemetry/telemetry.js';
+import type { ActivityHooks } from '../telemetry/activity.js';
 import { applyProbe } from '../upstream/endpoint-state.js';
 import type { HealthUpdate } from './ipc.js';
 import { applyAddresses, type HostAddresses } from '../upstream/dns.js';
@@ -27,7 +28,7 @@ export function describeError(err: unknown): string {
   return (err as Error)?.message ?? String(err);
 }
 
-export async function runWorker(configPath: string, metrics?: MetricHooks): Promise<void> {
+export async function runWorker(configPath: string, metrics?: MetricHooks, activity?: ActivityHooks): Promise<void> {
   const secretHex = process.env[WORKER_ENV.ticketSecret];
   const drainDefault = Number(process.env[WORKER_ENV.drainMs] ?? 30_000);
   let proxy: RunningProxy;
@@ -47,6 +48,7 @@ export async function runWorker(configPath: string, metrics?: MetricHooks): Prom
     proxy = await startProxy(configPath, {
       ticketSecret: secretHex ? Buffer.from(secretHex, 'hex') : undefined,
       metrics,
+      activity,
       generation: Number(process.env[WORKER_ENV.generation] ?? 1),
     });
   } catch (err) {

@@ -1,6 +1,7 @@
 // The one place the proxy reports what happened: access/audit log lines (SPEC §9) and
 // the hooks metrics attach to. Field names here are public contract.
 import pino, { type Logger } from 'pino';
+import { noActivity, type ActivityHooks } from './activity.js';
 
 export interface AccessRecord {
   event: 'request' | 'connection' | 'tls_handshake_failed';
@@ -41,7 +42,7 @@ export interface MetricHooks {
   upstreamEjection(upstream: string, endpoint: string): void;
 }
 
-export interface Telemetry extends MetricHooks {
+export interface Telemetry extends MetricHooks, ActivityHooks {
   /** operational log (stderr) */
   log: Logger;
   /** one line per request / connection / failed handshake; null when log.access is off */
@@ -76,7 +77,8 @@ function destination(target: string) {
   return pino.destination({ dest: target, sync: false, mkdir: true });
 }
 
-export function createTelemetry(cfg: LogConfig, metrics: MetricHooks = noMetrics): Telemetry {
+/** `activity` records what the admin dashboard shows (telemetry/activity.ts); cheap, like the metric hooks. */
+export function createTelemetry(cfg: LogConfig, metrics: MetricHooks = noMetrics, activity: ActivityHooks = noActivity): Telemetry {
   const log = pino({ ...baseOptions, level: cfg.level }, pino.destination({ dest: 2, sync: true }));
   const access = cfg.access === 'off' ? null : pino({ ...baseOptions, level: 'info' }, destination(cfg.access));
   return {
@@ -90,6 +92,8 @@ export function createTelemetry(cfg: LogConfig, metrics: MetricHooks = noMetrics
     upstreamResult: metrics.upstreamResult,
     upstreamRetry: metrics.upstreamRetry,
     upstreamEjection: metrics.upstreamEjection,
+    clientActivity: activity.clientActivity,
+    handshakeRefused: activity.handshakeRefused,
   };
 }
 

@@ -382,7 +382,7 @@ function onStream(stream: ServerHttp2Stream, st: SessionState, headers: Incoming
   }
   const fail = (code: HttpErrorCode, message: string, requestId: string, extra: LogExtra) => {
     const status = refuse(stream, grpc, code, message, requestId);
-    logRequest(conn, start, requestId, method, path, status, { ...extra, error: extra.error ?? code });
+    logRequest(conn, start, requestId, method, path, status, { ...extra, error: extra.error ?? code, message });
     // a connection whose certificate was refused: GOAWAY after this answer (streams
     // already open get theirs, no new one is taken)
     const session = stream.session;

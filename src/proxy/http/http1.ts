@@ -379,7 +379,7 @@ function serve(req: IncomingMessage, res: ServerResponse, conn: ConnState, expec
     else if (bodyPending(req, declared)) closeAfterResponse(res, true);
     else if (adm.close) closeAfterResponse(res);
     const status = sendError(res, adm.code, adm.message, adm.requestId);
-    log(status, { route: adm.route, decision: adm.decision, path: adm.path, error: adm.code });
+    log(status, { route: adm.route, decision: adm.decision, path: adm.path, error: adm.code, message: adm.message });
     return;
   }
   if (expectContinue) res.writeContinue();

@@ -234,6 +234,8 @@ export interface LogExtra {
   bytesOut?: number;
   error?: string | undefined;
   path?: string | undefined;
+  /** the sentence sent with a refusal (the admin dashboard shows it beside the reason) */
+  message?: string | undefined;
 }
 
 /** One access line + the request/authz metrics, the same on every protocol. */
@@ -243,6 +245,7 @@ export function logRequest(conn: ConnState, start: number, requestId: string, me
   const routeName = extra.route?.name ?? '-'; // unmatched requests share one label value
   l.telemetry.request(l.name, routeName, status, seconds);
   if (extra.decision) l.telemetry.authz(l.name, routeName, extra.decision.allowed);
+  l.telemetry.clientActivity(l.name, routeName, conn.logClient, conn.remoteAddress, status, extra.decision, extra.error, extra.message);
   // with the access log off, do not build the record at all
   if (!l.telemetry.access) return;
   writeAccess(l.telemetry, {

@@ -243,7 +243,7 @@ export function handleUpgrade(req: IncomingMessage, socket: Socket, head: Buffer
   const log = (status: number, extra: LogExtra) => logRequest(conn, start, adm.requestId, method, target, status, extra);
   const refuse = (code: HttpErrorCode, message: string, extra: LogExtra) => {
     socket.end(rawErrorResponse(code, message, adm.requestId));
-    log(statusOf(code), { ...extra, error: code });
+    log(statusOf(code), { ...extra, error: code, message });
   };
   if (!adm.ok) return refuse(adm.code, adm.message, { route: adm.route, decision: adm.decision, path: adm.path });
   const { route, decision, path } = adm;

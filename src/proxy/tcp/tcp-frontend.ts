@@ -72,6 +72,7 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
     // refused; a byte stream has no way to tell the upstream (SPEC §2)
     st.decision = { allowed: false, reason: `${conn.peer.reason ?? 'error'}: ${conn.peer.message ?? 'the client certificate failed verification'}` };
     rt.telemetry.authz(rt.name, NO_ROUTE, false);
+    rt.telemetry.clientActivity(rt.name, NO_ROUTE, conn.logClient, conn.remoteAddress, 0, st.decision, 'client_certificate_invalid', st.decision.reason);
     return refuse('client_certificate_invalid');
   }
   const identity = conn.peer.verify === 'SUCCESS' ? conn.peer.identity : undefined;
@@ -87,7 +88,13 @@ function serve(rt: ListenerRuntime, sock: Socket, conn: ConnState): void {
   });
   st.decision = decision;
   rt.telemetry.authz(rt.name, NO_ROUTE, decision.allowed);
-  if (!decision.allowed) return refuse('forbidden');
+  // the dashboard counts a TCP connection as one request, at its authorization
+  if (decision.allowed) rt.telemetry.clientActivity(rt.name, NO_ROUTE, conn.logClient, conn.remoteAddress, 0, decision, undefined, undefined);
+  else {
+    const message = `listener ${rt.name} does not allow this client (${decision.reason}); ask for access or use an allowed identity`;
+    rt.telemetry.clientActivity(rt.name, NO_ROUTE, conn.logClient, conn.remoteAddress, 0, decision, 'forbidden', message);
+    return refuse('forbidden');
+  }
 
   let upstream: Socket | undefined;
   let abort: (() => void) | undefined;
