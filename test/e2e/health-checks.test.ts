@@ -79,7 +79,12 @@ test('HTTP/1.1: 50 clients, one of three endpoints SIGKILLed and restarted, then
 
   // all down: 503 no_healthy_upstream at once, naming what is down and why
   await Promise.all(ups.map((u) => u.kill()));
-  await waitFor('all endpoints marked down', async () => (await get(cli.port, '/x')).status === 503, 2_000);
+  // every worker must have the verdicts (they arrive over IPC one worker at a time): the
+  // keep-alive agent's connection and fresh ones, several in a row
+  await waitFor('all endpoints marked down in every worker', async () => {
+    for (let i = 0; i < 6; i++) if ((await get(cli.port, '/x', i % 2 ? { agent } : {})).status !== 503) return false;
+    return true;
+  }, 3_000);
   for (let i = 0; i < 20; i++) {
     const r = await get(cli.port, '/down', { agent });
     assert.equal(r.status, 503);
