@@ -15,7 +15,7 @@ import type { X509Certificate } from 'node:crypto';
 import { loadConfig } from '../config/load.js';
 import { trustFor, type LoadedConfig, type RuleConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration } from '../runtime/generation.js';
-import { connRules, type ConnState, type ListenerRuntime } from '../runtime/types.js';
+import { connRules, type ConnState, type ListenerRuntime } from '../proxy/context.js';
 import { admitRequest } from '../proxy/http/pipeline.js';
 import { authorize } from '../policy/authorize.js';
 import type { CompiledRule, Rule } from '../policy/rules.js';

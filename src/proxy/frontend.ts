@@ -2,7 +2,7 @@
 // plain connections) and serves them. One per listener per protocol: HTTP/1.1, HTTP/2,
 // raw TCP. Created once per bound listener; lives across configuration generations.
 import type { Socket } from 'node:net';
-import type { ConnState } from '../runtime/types.js';
+import type { ConnState } from './context.js';
 
 export interface Frontend {
   accept(sock: Socket, conn: ConnState): void;

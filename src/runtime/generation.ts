@@ -9,7 +9,7 @@ import { compileRoutes } from '../routing/route-table.js';
 import { UpstreamPool } from '../upstream/pool.js';
 import { TcpUpstream } from '../upstream/tcp-upstream.js';
 import { TCP_SCHEMES } from '../config/schema.js';
-import type { ListenerRuntime, RouteRuntime } from './types.js';
+import type { ListenerRuntime, RouteRuntime } from '../proxy/context.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { UpstreamObserver } from '../upstream/balancer.js';
 

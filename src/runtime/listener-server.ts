@@ -13,7 +13,7 @@ import { peekClientHello, type ClientHelloHint } from '../tls/client-hello.js';
 import { formatIdentityHeaders } from '../proxy/identity-headers.js';
 import { http1Frontend } from '../proxy/http/http1.js';
 import type { Frontend } from '../proxy/frontend.js';
-import { kConn, type ConnRefusal, type ConnState, type ListenerRuntime } from './types.js';
+import { kConn, type ConnRefusal, type ConnState, type ListenerRuntime } from '../proxy/context.js';
 import { writeAccess } from '../telemetry/telemetry.js';
 import { rfc3339 } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';

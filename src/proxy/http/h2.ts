@@ -16,7 +16,7 @@
 import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { randomUUID } from 'node:crypto';
 import { Transform } from 'node:stream';
-import type { ConnState, ListenerRuntime } from '../../runtime/types.js';
+import type { ConnState, ListenerRuntime } from '../context.js';
 import type { Frontend } from '../frontend.js';
 import type { TLSSocket } from 'node:tls';
 import { HttpErrors, httpErrorBody, type HttpErrorCode } from '../../errors.js';

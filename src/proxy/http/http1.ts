@@ -21,7 +21,7 @@
 //   races a client that sends its next request in the same instant; it gets a reset.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { connOf, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
+import { connOf, type ConnState, type ListenerRuntime } from '../context.js';
 import { sendError, parseErrorResponse } from './respond.js';
 import type { ForwardResult, HeaderMap, ResponseSink } from './forward.js';
 import type { Frontend } from '../frontend.js';

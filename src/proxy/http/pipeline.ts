@@ -5,7 +5,7 @@
 // normalization, identity headers, scrubbing and authorization are identical on every
 // protocol by construction, not by copying (docs/request-normalization.md).
 import { randomUUID } from 'node:crypto';
-import { connRules, type ConnState, type RouteRuntime } from '../../runtime/types.js';
+import { connRules, type ConnState, type RouteRuntime } from '../context.js';
 import { filterRequestHeaders } from '../request-headers.js';
 import { renderIdentityHead } from '../identity-headers.js';
 import { normalizePath } from '../../routing/path.js';

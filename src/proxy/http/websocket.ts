@@ -11,7 +11,7 @@ import http2, { type ServerHttp2Stream } from 'node:http2';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { connOf, type ConnState } from '../../runtime/types.js';
+import { connOf, type ConnState } from '../context.js';
 import { admitRequest, logRequest, type Admission, type LogExtra } from './pipeline.js';
 import { rawErrorResponse } from './respond.js';
 import { classifyUpstreamError } from './forward.js';

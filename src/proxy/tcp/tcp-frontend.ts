@@ -7,7 +7,7 @@ import { guard } from '../boundary.js';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Frontend } from '../frontend.js';
-import { connRules, type ConnState, type ListenerRuntime } from '../../runtime/types.js';
+import { connRules, type ConnState, type ListenerRuntime } from '../context.js';
 import type { TcpConnectError, TcpEndpoint, TcpUpstream } from '../../upstream/tcp-upstream.js';
 import { authorize, type Decision } from '../../policy/authorize.js';
 import { writeAccess } from '../../telemetry/telemetry.js';

@@ -1,12 +1,13 @@
-// Shapes shared by the runtime and the protocol front ends: what one configuration
-// generation provides for a listener and a route, and what a connection carries.
+// The connection context: what one configuration generation provides for a listener and
+// a route, and what a connection carries. runtime/ builds it and the front ends read it,
+// so it lives here, below runtime/ (front ends never import runtime/).
 import type { TlsRuntime, PeerResult, CertEntry } from '../tls/listener-tls.js';
 import type { ListenerConfig, ClientAuth } from '../config/schema.js';
 import type { CompiledRule } from '../policy/rules.js';
 import type { RouteTable } from '../routing/route-table.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import type { TcpUpstream } from '../upstream/tcp-upstream.js';
-import type { IdentityHeaderOptions } from '../proxy/identity-headers.js';
+import type { IdentityHeaderOptions } from './identity-headers.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 
 export interface RouteRuntime {
