@@ -92,7 +92,10 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
   let grace: NodeJS.Timeout | undefined;
   let startupDone = false;
   let recentCrashes: number[] = [];
-  const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+  // a worker whose process has exited is not live, even while cluster.workers still holds
+  // it: cluster removes a worker only once both 'exit' and 'disconnect' have happened, and
+  // they come in either order
+  const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead());
 
   // one prober per endpoint for the whole process tree; workers learn the verdicts by IPC
   const toUpdate = (r: { upstream: string; endpoint: string; healthy: boolean; last_probe?: HealthUpdate['outcome'] | null; outcome?: HealthUpdate['outcome'] }): HealthUpdate => ({
@@ -358,8 +361,10 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
       const deadline = setTimeout(() => {
         for (const w of liveWorkers()) w.process.kill('SIGKILL');
       }, opts.drainMs + 5_000);
+      let closing = false;
       const check = () => {
-        if (liveWorkers().length === 0) {
+        if (!closing && liveWorkers().length === 0) {
+          closing = true;
           clearTimeout(deadline);
           void closeAdmin().finally(() => {
             telemetry.log.info({ event: 'stopped' }, 'stopped');
@@ -367,7 +372,9 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
           });
         }
       };
+      // on both: whichever of a worker's 'exit' and 'disconnect' comes last ends it
       cluster.on('exit', check);
+      cluster.on('disconnect', check);
       check();
       onReady();
     };
