@@ -210,7 +210,12 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
           server.emit('connection', sock);
         },
         () => sock.destroy(),
-      );
+      )
+      // whatever goes wrong with one admin connection ends that connection, never the primary
+      .catch((err: unknown) => {
+        log.warn({ event: 'admin_error', err }, 'admin: a connection failed');
+        sock.destroy();
+      });
     });
   }
 

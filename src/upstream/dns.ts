@@ -55,6 +55,32 @@ export function isNamedEndpoint(raw: string): boolean {
   return net.isIP(bareHost(new URL(raw).hostname)) === 0;
 }
 
+/**
+ * The endpoint set for `configured` URLs as the address book knows them now: an endpoint
+ * whose label stays is kept (with its connections and state), a new address gets `make`,
+ * and the ones no longer listed come back as `gone`. HTTP and TCP upstreams share this.
+ */
+export function nextEndpointSet<E extends { label: string }>(
+  configured: readonly string[],
+  have: readonly E[],
+  make: (t: EndpointTarget) => E,
+): { next: E[]; unresolved: { label: string; reason: string }[]; gone: E[] } {
+  const current = new Map(have.map((e) => [e.label, e]));
+  const next: E[] = [];
+  const unresolved: { label: string; reason: string }[] = [];
+  for (const raw of configured) {
+    const { targets, unresolved: why } = endpointTargets(raw);
+    if (why) unresolved.push({ label: raw, reason: why });
+    for (const t of targets) {
+      if (next.some((e) => e.label === t.label)) continue;
+      const kept = current.get(t.label);
+      current.delete(t.label);
+      next.push(kept ?? make(t));
+    }
+  }
+  return { next, unresolved, gone: [...current.values()] };
+}
+
 const DEFAULT_PORTS: Record<string, string> = { 'http:': '80', 'h2c:': '80', 'https:': '443' };
 
 /**

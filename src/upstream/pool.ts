@@ -15,7 +15,7 @@ import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { Balancer, type UpstreamObserver } from './balancer.js';
 import { endpointState, forgetEndpointState, type EndpointState } from './endpoint-state.js';
-import { endpointTargets, isNamedEndpoint, onAddressesChanged, type EndpointTarget } from './dns.js';
+import { isNamedEndpoint, nextEndpointSet, onAddressesChanged, type EndpointTarget } from './dns.js';
 
 export interface Endpoint {
   /** where to connect (an IP literal once a name is resolved) */
@@ -97,21 +97,9 @@ export class UpstreamPool {
 
   /** Rebuilds the endpoint set from the address book: keeps endpoints that stay, adds new addresses, drains removed ones. */
   private refresh(): void {
-    const current = new Map(this.balancer.endpoints.map((e) => [e.label, e]));
-    const next: Endpoint[] = [];
-    const unresolved: { label: string; reason: string }[] = [];
-    for (const raw of this.configured) {
-      const { targets, unresolved: why } = endpointTargets(raw);
-      if (why) unresolved.push({ label: raw, reason: why });
-      for (const t of targets) {
-        if (next.some((e) => e.label === t.label)) continue;
-        const have = current.get(t.label);
-        current.delete(t.label);
-        next.push(have ?? this.make(t));
-      }
-    }
+    const { next, unresolved, gone: removed } = nextEndpointSet(this.configured, this.balancer.endpoints, this.make);
     this.balancer.setEndpoints(next, unresolved);
-    for (const gone of current.values()) {
+    for (const gone of removed) {
       // a later answer with this address starts from a clean slate (healthy, not ejected)
       forgetEndpointState(this.name, gone.label);
       this.draining.add(gone);

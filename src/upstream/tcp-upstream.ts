@@ -16,7 +16,7 @@ import type { UpstreamConfig } from '../config/schema.js';
 import { ErrorCodes, PortcullisError } from '../errors.js';
 import { Balancer, type UpstreamObserver } from './balancer.js';
 import { endpointState, forgetEndpointState, type EndpointState } from './endpoint-state.js';
-import { bareHost, endpointTargets, isNamedEndpoint, onAddressesChanged, type EndpointTarget } from './dns.js';
+import { bareHost, isNamedEndpoint, nextEndpointSet, onAddressesChanged, type EndpointTarget } from './dns.js';
 
 export interface TcpEndpoint {
   host: string;
@@ -81,23 +81,19 @@ export class TcpUpstream {
 
   /** Follows the address book: endpoints that stay are kept (with their state), new addresses join. */
   private refresh(): void {
-    const current = new Map(this.balancer.endpoints.map((e) => [e.label, e]));
-    const next: TcpEndpoint[] = [];
-    const unresolved: { label: string; reason: string }[] = [];
-    for (const raw of this.configured) {
-      const { targets, unresolved: why } = endpointTargets(raw);
-      if (why) unresolved.push({ label: raw, reason: why });
-      for (const t of targets) {
-        if (next.some((e) => e.label === t.label)) continue;
-        const have = current.get(t.label);
-        current.delete(t.label);
-        // URL keeps the brackets of an IPv6 literal; net.connect wants the bare address
-        next.push(have ?? { host: bareHost(t.url.hostname), port: Number(t.url.port), secure: t.url.protocol === 'tls:', label: t.label, servername: t.name, target: t, state: endpointState(this.name, t.label) });
-      }
-    }
+    const { next, unresolved, gone } = nextEndpointSet(this.configured, this.balancer.endpoints, (t) => ({
+      // URL keeps the brackets of an IPv6 literal; net.connect wants the bare address
+      host: bareHost(t.url.hostname),
+      port: Number(t.url.port),
+      secure: t.url.protocol === 'tls:',
+      label: t.label,
+      servername: t.name,
+      target: t,
+      state: endpointState(this.name, t.label),
+    }));
     this.balancer.setEndpoints(next, unresolved);
     // open connections to a removed address are left to end by themselves
-    for (const gone of current.keys()) forgetEndpointState(this.name, gone);
+    for (const e of gone) forgetEndpointState(this.name, e.label);
   }
 
   close(): void {
