@@ -196,7 +196,17 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-test('ExecStartPre, ExecStart, ExecReload and KillSignal work as the unprivileged unit user on a port below 1024', { skip: asRoot || false }, async () => {
+/**
+ * The unit user must be able to read this checkout, as it reads /usr/lib/portcullis once
+ * installed; a clone under a private folder (mktemp -d is 0700) is not readable by it.
+ */
+function checkoutUnreadable(): string | false {
+  if (asRoot) return false;
+  const r = spawnSync('setpriv', [`--reuid=${UID}`, `--regid=${GID}`, '--clear-groups', 'test', '-r', CLI]);
+  return r.status === 0 ? false : `the unit user (uid ${UID}) cannot read ${CLI}: a folder above the checkout is private; clone it under a folder others may enter`;
+}
+
+test('ExecStartPre, ExecStart, ExecReload and KillSignal work as the unprivileged unit user on a port below 1024', { skip: asRoot || checkoutUnreadable() }, async () => {
   const [pre, preArgs] = asUnitUser(command('ExecStartPre'));
   const checked = spawnSync(pre, preArgs, { encoding: 'utf8', timeout: 30_000 });
   assert.equal(checked.status, 0, checked.stdout + checked.stderr);
