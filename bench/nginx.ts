@@ -63,7 +63,7 @@ export function proxyConf(dir: string, port: number, upstreamPort: number, pki: 
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:${port} ssl;
+    listen 127.0.0.1:${port} ssl http2;
     ssl_certificate ${q(pki.serverChain)};
     ssl_certificate_key ${q(pki.serverKey)};
     ssl_protocols TLSv1.3;

@@ -38,7 +38,7 @@ defaults
   timeout http-keep-alive 600s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:${port} ssl crt ${pem} ca-file ${pki.ca} verify required ssl-min-ver TLSv1.3
+  bind 127.0.0.1:${port} ssl crt ${pem} ca-file ${pki.ca} verify required ssl-min-ver TLSv1.3 alpn h2,http/1.1
   http-request set-header X-Client-Verify %[ssl_c_verify]
   http-request set-header X-Client-Subject %[ssl_c_s_dn]
   http-request set-header X-Client-Issuer %[ssl_c_i_dn]

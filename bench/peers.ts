@@ -22,8 +22,11 @@ import { BUSY_PCT, METRICS, runTest, type Env, type RunRecord } from './tests.js
 import { buildShim, ensureTools } from './tools.js';
 import { runWrk } from './wrk.js';
 
-type PeerTest = 'handshake' | 'keepalive' | 'stream';
-const ALL: PeerTest[] = ['handshake', 'keepalive', 'stream'];
+type PeerTest = 'handshake' | 'keepalive' | 'h2' | 'latency' | 'stream';
+// keepalive before latency: the fixed rate of 'latency' is half of what keepalive measured
+const ALL: PeerTest[] = ['handshake', 'keepalive', 'h2', 'latency', 'stream'];
+/** tests only an HTTP proxy can run (a TCP unwrapper has no HTTP of its own) */
+const HTTP_ONLY: PeerTest[] = ['keepalive', 'h2', 'latency'];
 
 interface Peer {
   name: string;
@@ -99,7 +102,10 @@ async function main(): Promise<void> {
   for (const w of s.workers) if (!Number.isInteger(w) || w < 1) throw new Error(`BENCH_WORKERS: ${w} is not a worker count`);
   const nodes = nodeBinaries();
   const tools = ensureTools();
-  const bins = { haproxy: which('haproxy'), caddy: which('caddy'), hitch: which('hitch') };
+  const bins = { haproxy: which('haproxy'), caddy: which('caddy'), hitch: which('hitch'), h2load: which('h2load') };
+  if (!bins.h2load && s.tests.some((t) => t === 'h2' || t === 'latency')) {
+    throw new Error('the h2 and latency tests need h2load; install with: apt-get install -y --no-install-recommends nghttp2-client (or leave them out with BENCH_ONLY)');
+  }
   const missing = (['haproxy', 'caddy', 'hitch'] as const).filter((b) => s.peers.includes(b) && !bins[b]);
   if (missing.length) {
     throw new Error(`missing ${missing.join(', ')}; install with: apt-get install -y --no-install-recommends ${missing.join(' ')} (or leave them out with BENCH_PEERS)`);
@@ -108,6 +114,7 @@ async function main(): Promise<void> {
   for (const n of nodes) versions[`portcullis@${n.label}`] = spawnSync(n.bin, ['-p', '`${process.version} (OpenSSL ${process.versions.openssl})`'], { encoding: 'utf8' }).stdout.trim();
   if (bins.haproxy) versions.haproxy = spawnSync(bins.haproxy, ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0]!.trim();
   if (bins.caddy) versions.caddy = spawnSync(bins.caddy, ['version'], { encoding: 'utf8' }).stdout.trim();
+  if (bins.h2load) versions.h2load = spawnSync(bins.h2load, ['--version'], { encoding: 'utf8' }).stdout.trim();
   if (bins.hitch) versions.hitch = spawnSync(bins.hitch, ['--version'], { encoding: 'utf8' }).stderr.trim() || 'hitch';
   console.log(`bench:peers: ${s.rounds} round(s) × ${s.durationS} s, workers ${s.workers.join(' and ')}, tests ${s.tests.join(', ')}`);
   for (const [k, v] of Object.entries(versions)) console.log(`  ${k}: ${v}`);
@@ -139,7 +146,8 @@ async function main(): Promise<void> {
     const upstream = startNginx(tools.nginx, 'upstream', dir, upConf);
     await waitReady(upstream, upPort);
     for (let i = 0; i < 2; i++) await runTimed([tools.curl, '-sS', '-o', '/dev/null', `http://127.0.0.1:${upPort}/big`]); // page cache
-    const benv: Env = { wrk: tools.wrk, curl: tools.curl, shim, pki, upstream, streamBytes: s.streamBytes };
+    const benv: Env = { wrk: tools.wrk, curl: tools.curl, shim, pki, upstream, streamBytes: s.streamBytes, ...(bins.h2load ? { h2load: bins.h2load } : {}) };
+    const fixedRate = process.env.BENCH_LATENCY_RPS ? whole('BENCH_LATENCY_RPS', 1) : undefined;
 
     const columns: { name: string; baseline?: string }[] = [];
     for (const workers of s.workers) {
@@ -186,15 +194,25 @@ async function main(): Promise<void> {
         for (const closeEach of [false, true]) await runWrk({ wrk: tools.wrk, shim, pki, url: `https://127.0.0.1:${p.port}/`, connections: s.connections, durationS: s.warmupS, closeEach, noResume: true });
       }
       const ours = () => [upstream.pid, ...peers.flatMap((p) => (p.proc && p.proc.exitCode === undefined ? [p.proc.pid] : []))];
+      // the latency test's fixed rate: half of the keep-alive maximum of portcullis on the
+      // last (recommended) runtime in this worker count's first round, the same for every system
+      let latencyRps = fixedRate;
+      const rateFrom = `portcullis@${nodes[nodes.length - 1]!.label} ${x}`;
       for (let round = 1; round <= s.rounds; round++) {
         // alternate the order each round so no system always runs first or last
         const order = round % 2 ? peers : [...peers].reverse();
         for (const test of s.tests) {
           for (const p of order) {
-            if (test === 'keepalive' && p.kind === 'tcp') continue; // a byte pipe: keep-alive is the upstream's
+            if (HTTP_ONLY.includes(test) && p.kind === 'tcp') continue; // a byte pipe: keep-alive and HTTP/2 are the upstream's
+            if (test === 'latency' && latencyRps === undefined) {
+              const ka = values.filter((v) => v.metric === 'keepalive_rps' && v.system === (s.peers.includes('portcullis') ? rateFrom : 'nginx ' + x)).map((v) => v.value);
+              if (!ka.length) throw new Error('the latency test needs the keepalive test in the same run, or BENCH_LATENCY_RPS');
+              latencyRps = Math.round(Math.max(...ka) / 2);
+              console.log(`bench:peers: latency test at a fixed ${latencyRps} requests/s (half of ${Math.round(Math.max(...ka))})`);
+            }
             const q = await waitQuiet(ours(), BUSY_PCT, s.quietWaitS * 1000);
             if (q.otherPct >= BUSY_PCT) problems.push(`${test} ${p.name} round ${round}: other processes used ${q.otherPct.toFixed(0)}% of a core`);
-            const res = await runTest(test, p.name, p.proc!, p.port, round, benv, s);
+            const res = await runTest(test, p.name, p.proc!, p.port, round, benv, { ...s, ...(latencyRps ? { latencyRps } : {}) });
             values.push(...res.values);
             records.push({ ...res.record, workers });
             for (const pr of res.record.problems) problems.push(`${test} ${p.name} round ${round}: ${pr}`);
@@ -213,6 +231,7 @@ async function main(): Promise<void> {
     const table = renderMatrix(defs, values, columns);
     console.log(`\nMedians of ${s.rounds} run(s); (n×) = ratio to nginx (HTTP columns) or Hitch (TCP columns); ${os.cpus().length} CPUs:\n`);
     console.log(table.text);
+    for (const line of derived(table.data, s.workers)) console.log(line);
     if (problems.length) {
       console.log('\nProblems:');
       for (const p of problems) console.log(`  - ${p}`);
@@ -225,6 +244,39 @@ async function main(): Promise<void> {
     cleanup();
     if (keep) console.log(`bench:peers: kept ${dir}`);
   }
+}
+
+/**
+ * What the targets need beside the ratios: each system's 2-worker gain over 1 worker
+ * (handshakes, keep-alive), and portcullis' p99 at the fixed rate minus nginx's.
+ */
+function derived(data: Record<string, Record<string, { median: number | null }>>, workers: number[]): string[] {
+  const out: string[] = [];
+  const systems = new Set(Object.values(data).flatMap((cells) => Object.keys(cells).map((n) => n.replace(/ ×\d+$/, ''))));
+  if (workers.includes(1) && workers.includes(2)) {
+    out.push('', '2 workers vs 1 (median of ×2 / median of ×1):');
+    for (const sys of systems) {
+      const parts: string[] = [];
+      for (const m of ['handshake_cps', 'keepalive_rps', 'h2_rps']) {
+        const one = data[m]?.[`${sys} ×1`]?.median;
+        const two = data[m]?.[`${sys} ×2`]?.median;
+        if (one && two) parts.push(`${m} ${(two / one).toFixed(2)}×`);
+      }
+      if (parts.length) out.push(`  ${sys}: ${parts.join(', ')}`);
+    }
+  }
+  const p99 = data.latency_p99_ms;
+  if (p99) {
+    out.push('', 'p99 at the fixed rate, added over nginx (ms):');
+    for (const w of workers) {
+      const base = p99[`nginx ×${w}`]?.median;
+      for (const [name, c] of Object.entries(p99)) {
+        if (!name.endsWith(` ×${w}`) || name.startsWith('nginx') || c.median === null || !base) continue;
+        out.push(`  ${name}: ${c.median.toFixed(2)} vs ${base.toFixed(2)} = ${(c.median - base >= 0 ? '+' : '')}${(c.median - base).toFixed(2)}`);
+      }
+    }
+  }
+  return out;
 }
 
 main().catch((err) => {

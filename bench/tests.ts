@@ -1,13 +1,16 @@
 // One measurement of one system: runs the load, records the proxy's, the upstream's and
 // the load generator's CPU use alongside, and flags anything that makes the number
 // suspect (socket errors, non-2xx answers, resumed handshakes, short downloads).
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { BenchPki } from './pki.js';
 import { machineBusySeconds, treeCpuSeconds, type Proc } from './proc.js';
 import type { MetricDef, MetricValue, SystemName } from './report.js';
 import { runStream } from './stream.js';
 import { runWrk, type WrkResult } from './wrk.js';
+import { runH2load, type H2loadResult } from './h2load.js';
 
-export type TestName = 'handshake' | 'keepalive' | 'stream' | 'idle';
+export type TestName = 'handshake' | 'keepalive' | 'stream' | 'idle' | 'h2' | 'latency';
 
 export const METRICS: MetricDef[] = [
   { id: 'handshake_cps', label: 'full mTLS handshake + 1 request, conn/s', decimals: 0, better: 'higher' },
@@ -16,6 +19,11 @@ export const METRICS: MetricDef[] = [
   { id: 'keepalive_cpu_us', label: 'proxy CPU per keep-alive request, µs', decimals: 0, better: 'lower' },
   { id: 'keepalive_p50_ms', label: 'keep-alive p50 latency, ms', decimals: 2, better: 'lower' },
   { id: 'keepalive_p99_ms', label: 'keep-alive p99 latency, ms', decimals: 2, better: 'lower' },
+  { id: 'h2_rps', label: 'HTTP/2 requests/s (64 streams on 4 connections)', decimals: 0, better: 'higher' },
+  { id: 'h2_cpu_us', label: 'proxy CPU per HTTP/2 request, µs', decimals: 0, better: 'lower' },
+  { id: 'latency_rps', label: 'fixed-rate load (50% of portcullis\' keep-alive max), requests/s', decimals: 0, better: 'higher' },
+  { id: 'latency_p50_ms', label: 'p50 latency at that fixed rate, ms', decimals: 2, better: 'lower' },
+  { id: 'latency_p99_ms', label: 'p99 latency at that fixed rate, ms', decimals: 2, better: 'lower' },
   { id: 'stream_mbps', label: '1 GiB through one connection, MB/s', decimals: 0, better: 'higher' },
   { id: 'idle_kib_per_conn', label: 'RSS per idle mTLS connection, KiB', decimals: 1, better: 'lower' },
   { id: 'idle_rss_before_mib', label: 'RSS before idle connections, MiB', decimals: 1, better: 'lower' },
@@ -32,6 +40,8 @@ export interface Env {
   pki: BenchPki;
   upstream: Proc;
   streamBytes: number;
+  /** nghttp2's h2load, for the 'h2' and 'latency' tests */
+  h2load?: string;
 }
 
 export interface RunRecord {
@@ -108,9 +118,10 @@ export async function runTest(
   port: number,
   round: number,
   env: Env,
-  opts: { durationS: number; connections: number; handshakeConnections: number },
+  opts: { durationS: number; connections: number; handshakeConnections: number; latencyRps?: number },
 ): Promise<{ record: RunRecord; values: MetricValue[] }> {
   const v = (metric: string, value: number): MetricValue => ({ metric, system, round, value });
+  if (test === 'h2' || test === 'latency') return runH2loadTest(test, system, proxy, port, round, env, opts, v);
   if (test === 'stream') {
     const m = await withCpu(proxy, env.upstream, () => runStream(env.curl, env.pki, port, env.streamBytes), (r) => r.curlCpuS);
     const r = m.result;
@@ -157,6 +168,61 @@ export async function runTest(
       detail: r,
       problems,
     },
+    values: r.requests ? values : [],
+  };
+}
+
+function h2loadProblems(r: H2loadResult): string[] {
+  const p: string[] = [];
+  if (r.exitCode !== 0) p.push(`h2load exited with ${r.exitCode}: ${r.output.slice(-500)}`);
+  if (!r.requests) p.push(`h2load completed no requests: ${r.output.slice(-500)}`);
+  if (r.failed) p.push(`h2load: ${r.failed} requests failed or errored`);
+  if (r.non2xx) p.push(`${r.non2xx} non-2xx responses`);
+  if (r.handshakes === null) p.push('the shim did not report (client certificate not loaded?)');
+  return p;
+}
+
+/**
+ * h2: 4 connections × 16 streams of HTTP/2 (64 in flight), as fast as possible.
+ * latency: HTTP/1.1 on `connections` kept-alive connections at a fixed total rate
+ * (opts.latencyRps, spread evenly over the connections); p50/p99 from every request.
+ */
+async function runH2loadTest(
+  test: 'h2' | 'latency',
+  system: SystemName,
+  proxy: Proc,
+  port: number,
+  round: number,
+  env: Env,
+  opts: { durationS: number; connections: number; latencyRps?: number },
+  v: (metric: string, value: number) => MetricValue,
+): Promise<{ record: RunRecord; values: MetricValue[] }> {
+  if (!env.h2load) throw new Error(`the ${test} test needs h2load (Debian package nghttp2-client)`);
+  if (test === 'latency' && !opts.latencyRps) throw new Error('the latency test needs a rate: run keepalive first or set BENCH_LATENCY_RPS');
+  const perClient = test === 'latency' ? Math.max(1, Math.round(opts.latencyRps! / opts.connections)) : undefined;
+  const m = await withCpu(proxy, env.upstream, () =>
+    runH2load({
+      h2load: env.h2load!,
+      shim: env.shim,
+      pki: env.pki,
+      url: `https://127.0.0.1:${port}/`,
+      clients: test === 'h2' ? 4 : opts.connections,
+      streams: test === 'h2' ? 16 : 1,
+      durationS: opts.durationS,
+      ...(test === 'latency' ? { h1: true, rpsPerClient: perClient!, logFile: join(tmpdir(), `h2load-${process.pid}-${round}.log`) } : {}),
+    }),
+    (r) => r.h2loadCpuS,
+  );
+  const r = m.result;
+  const problems = h2loadProblems(r);
+  if (m.cpu.other !== null && m.cpu.other > BUSY_PCT) problems.push(`machine busy: other processes used ${m.cpu.other.toFixed(0)}% of a core during the run`);
+  const cpuUs = r.requests ? (m.cpu.proxy / 100) * m.wallS * 1e6 / r.requests : NaN;
+  const values =
+    test === 'h2'
+      ? [v('h2_rps', r.requestsPerSec), v('h2_cpu_us', cpuUs)]
+      : [v('latency_rps', r.requestsPerSec), v('latency_p50_ms', r.latencyMs?.p50 ?? NaN), v('latency_p99_ms', r.latencyMs?.p99 ?? NaN)];
+  return {
+    record: { test, system, round, cpu: m.cpu, limitedBy: limitedBy(m.cpu), detail: { ...r, output: r.output.slice(-2000), ratePerConnection: perClient ?? null }, problems },
     values: r.requests ? values : [],
   };
 }
