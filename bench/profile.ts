@@ -16,6 +16,7 @@ import { waitReady } from './probe.js';
 import { freePort, killAllStarted, stopProcess } from './proc.js';
 import { buildShim, ensureTools } from './tools.js';
 import { runWrk } from './wrk.js';
+import { runH2load } from './h2load.js';
 
 interface Node {
   id: number;
@@ -75,7 +76,7 @@ function analyse(p: Profile, top: number): string {
 async function main(): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
   const repoRoot = resolve(here, '..', '..');
-  const test = (process.env.BENCH_ONLY ?? 'handshake') as 'handshake' | 'keepalive';
+  const test = (process.env.BENCH_ONLY ?? 'handshake') as 'handshake' | 'keepalive' | 'h2';
   const durationS = Number(process.env.BENCH_DURATION ?? 10);
   const tools = ensureTools();
   const dir = mkdtempSync(join(os.tmpdir(), 'portcullis-profile-'));
@@ -97,8 +98,14 @@ async function main(): Promise<void> {
     ]);
     await waitReady(proc, pcPort, pki);
     const closeEach = test === 'handshake';
-    await runWrk({ wrk: tools.wrk, shim, pki, url: `https://127.0.0.1:${pcPort}/`, connections: 64, durationS: 2, closeEach, noResume: true });
-    const r = await runWrk({ wrk: tools.wrk, shim, pki, url: `https://127.0.0.1:${pcPort}/`, connections: 64, durationS, closeEach, noResume: true });
+    const url = `https://127.0.0.1:${pcPort}/`;
+    // h2: h2load, 4 connections x 16 streams, as bench:peers does
+    const load = (s: number) =>
+      test === 'h2'
+        ? runH2load({ h2load: 'h2load', shim, pki, url, clients: 4, streams: 16, durationS: s })
+        : runWrk({ wrk: tools.wrk, shim, pki, url, connections: 64, durationS: s, closeEach, noResume: true });
+    await load(2);
+    const r = await load(durationS);
     console.log(`bench:profile: ${test}, ${r.requestsPerSec.toFixed(0)} ${closeEach ? 'conn' : 'req'}/s over ${durationS} s (profiler on: slower than the bench)`);
     await stopProcess(proc, 15_000);
     await stopProcess(upstream);
