@@ -129,11 +129,11 @@ export interface LeafInfo {
   keyUsage: readonly string[] | undefined;
   /** exporting the public key costs ~5% of a handshake's CPU and only pins need it */
   spki(): string;
-  last: { chainDer: Buffer[]; identity: Identity } | undefined;
+  last: { chainFps: string[]; identity: Identity } | undefined;
 }
 
 /**
- * Leaf infos by certificate SHA-256, least recently used first. Clients reconnect with
+ * Leaf infos by certificate SHA-256 (fingerprint256), least recently used first. Clients reconnect with
  * the same certificate; parsing names, SANs, dates and key usage again, and building and
  * formatting a new identity, cost several % of a full handshake's CPU. Bounded: a flood
  * of distinct certificates only evicts.
@@ -187,39 +187,42 @@ function parseLeaf(leaf: X509Certificate, der: Buffer, fingerprint: string): Lea
 
 /** The cached facts of a peer's leaf certificate (parsed on first sight). */
 export function leafInfo(leaf: X509Certificate): LeafInfo {
-  const der = leaf.raw;
-  const fingerprint = sha256Hex(der);
-  let info = leafCache.get(fingerprint);
+  // fingerprint256 is the SHA-256 of the DER, computed natively and cached on the object
+  // (chainAbove has asked for it already): a hit copies no DER and hashes nothing in JS,
+  // which took ~2% of a full handshake's CPU (bench:profile, docs/performance.md)
+  const key = leaf.fingerprint256;
+  let info = leafCache.get(key);
   if (info) {
     // most recently used goes last
-    leafCache.delete(fingerprint);
+    leafCache.delete(key);
   } else {
-    info = parseLeaf(leaf, der, fingerprint);
+    const der = leaf.raw;
+    info = parseLeaf(leaf, der, sha256Hex(der));
     if (leafCache.size >= LEAF_CACHE_MAX) leafCache.delete(leafCache.keys().next().value!);
   }
-  leafCache.set(fingerprint, info);
+  leafCache.set(key, info);
   return info;
 }
 
-function sameDers(a: Buffer[], b: Buffer[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!a[i]!.equals(b[i]!)) return false;
+function sameChain(fps: string[], chain: X509Certificate[]): boolean {
+  if (fps.length !== chain.length) return false;
+  for (let i = 0; i < fps.length; i++) if (fps[i] !== chain[i]!.fingerprint256) return false;
   return true;
 }
 
 /**
  * The Identity for a leaf and the verified chain above it. Identities are frozen and
  * shared: the same certificate over the same chain gives the same object, so per-identity
- * work (formatted headers) is done once too.
+ * work (formatted headers) is done once too. Chains are compared by SHA-256 fingerprint.
  */
 export function identityFor(info: LeafInfo, chain: X509Certificate[]): Identity {
-  const chainDer = Object.freeze(chain.map((c) => c.raw)) as Buffer[];
   const last = info.last;
-  if (last && sameDers(last.chainDer, chainDer)) return last.identity;
+  if (last && sameChain(last.chainFps, chain)) return last.identity;
+  const chainDer = Object.freeze(chain.map((c) => c.raw)) as Buffer[];
   const identity = { ...info.fields, spkiFingerprint: '', chainDer } as Identity;
   Object.defineProperty(identity, 'spkiFingerprint', { enumerable: true, get: info.spki });
   Object.freeze(identity);
-  info.last = { chainDer, identity };
+  info.last = { chainFps: chain.map((c) => c.fingerprint256), identity };
   return identity;
 }
 
