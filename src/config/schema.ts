@@ -361,6 +361,8 @@ const RouteSchema = strict({
  * `zero` says what 0 would do; the message names the default to go back to.
  */
 function atLeastOne(zero: string, fallback: number, max = Number.MAX_SAFE_INTEGER) {
+  // a refinement keeps the sentence saying what 0 would do (load.ts words a plain .min
+  // itself); the meta gives the JSON Schema and the configuration docs the real minimum
   return z
     .number()
     .int()
@@ -368,6 +370,7 @@ function atLeastOne(zero: string, fallback: number, max = Number.MAX_SAFE_INTEGE
     .superRefine((v, ctx) => {
       if (v < 1) ctx.addIssue({ code: 'custom', message: `${v} ${zero}; use 1 or more (the default is ${fallback})` });
     })
+    .meta({ minimum: 1 })
     .default(fallback);
 }
 

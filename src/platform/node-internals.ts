@@ -31,6 +31,12 @@
 //    of every ticket it seals. tls/client-hello.ts matches an offered ticket to the key
 //    that sealed it by this name. Without it a ticket from an older key finds no match
 //    and the client makes a full handshake (nothing is accepted that would not be).
+// 9. A failed server-side handshake is closed through the socket instance's own `destroy()`
+//    (Node looks it up on the instance; it is not documented that it does). The listener
+//    wraps it to hold a failed handshake's close back briefly, so the alert reaches the
+//    client (runtime/listener-server.ts). Without it the close is simply not held (the
+//    client may see a reset instead of the alert); nothing is accepted that would not be.
+//    The unit test checks on each Node major that a failed handshake goes through it.
 import { createRequire } from 'node:module';
 import tls, { type SecureContext, type TLSSocket } from 'node:tls';
 import { Duplex } from 'node:stream';
@@ -97,8 +103,7 @@ export function tlsVerifyError(sock: TLSSocket): (Error & { code?: string }) | n
   return handle.verifyError();
 }
 
-/** Marks a server TLSSocket whose handshake is done as tls.Server would, so http2 can take it. */
-/** Reads the verification result later, even after the socket failed and let go of its handle (6.). */
+/** Reads the verification result later, even after the socket failed and let go of its handle (7.). */
 export function retainVerifyResult(sock: TLSSocket): () => (Error & { code?: string }) | null | undefined {
   const handle = (sock as unknown as { _handle?: { verifyError?(): (Error & { code?: string }) | null } | null })._handle;
   return () => {
@@ -111,6 +116,7 @@ export function retainVerifyResult(sock: TLSSocket): () => (Error & { code?: str
   };
 }
 
+/** Marks a server TLSSocket whose handshake is done as tls.Server would, so http2 can take it. */
 export function markHandshakeDone(sock: TLSSocket): void {
   const s = sock as unknown as { secureConnecting?: boolean };
   if (s.secureConnecting) s.secureConnecting = false;
@@ -130,7 +136,7 @@ export function nativeContext(ctx: SecureContext): NativeContext | undefined {
   return n as NativeContext;
 }
 
-/** The name OpenSSL writes at the start of each ticket sealed with these 48 ticketKeys bytes (item 6). */
+/** The name OpenSSL writes at the start of each ticket sealed with these 48 ticketKeys bytes (item 8). */
 export function ticketKeyName(ticketKeys: Buffer): Buffer {
   return ticketKeys.subarray(0, 16);
 }
@@ -146,6 +152,18 @@ export function setStaplingContext(server: Server, current: () => SecureContext 
 export function tcpWriteQueueSize(raw: Socket): number | undefined {
   const n = (raw as unknown as { _handle?: { writeQueueSize?: unknown } | null })._handle?.writeQueueSize;
   return typeof n === 'number' ? n : undefined;
+}
+
+// --- 9. the destroy() a failed handshake goes through ----------------------------------------
+
+/**
+ * Replaces `sock.destroy` on this one socket with `replacement`, which receives the original
+ * (bound) destroy; returns that original for closes that must never be held back.
+ */
+export function interceptDestroy(sock: TLSSocket, replacement: (original: (err?: Error) => TLSSocket, err?: Error) => TLSSocket): (err?: Error) => TLSSocket {
+  const original = sock.destroy.bind(sock) as (err?: Error) => TLSSocket;
+  sock.destroy = ((err?: Error) => replacement(original, err)) as typeof sock.destroy;
+  return original;
 }
 
 // --- the start-up self-test ---------------------------------------------------------------

@@ -23,6 +23,7 @@ import { reasonMessage } from '../tls/verify-result.js';
 import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
 import { SendTimeouts } from './send-timeout.js';
 import { openFileLimit, descriptorsFor } from './fd-limit.js';
+import { interceptDestroy } from '../platform/node-internals.js';
 
 /** Front ends by name; a listener creates the ones its protocol needs. */
 export type FrontendKind = 'http1' | 'h2' | 'tcp';
@@ -61,24 +62,24 @@ export const MAX_HELD_FAILED_HANDSHAKES = 32;
  * MAX_HELD_FAILED_HANDSHAKES sockets per listener are held at once, so a flood of bad
  * handshakes cannot keep sockets (and their max_connections slots) open; past that cap a
  * failed handshake closes at once. Returns the unpatched destroy, for closes that should
- * never be held (the handshake timeout).
+ * never be held (the handshake timeout). Wrapping the instance's destroy relies on Node
+ * closing a failed handshake through it: platform/node-internals.ts item 9.
  */
 function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, failed: (err: Error & { code?: string }) => void, held: { count: number }): () => void {
-  const destroy = sock.destroy.bind(sock);
   let delayed = false;
-  sock.destroy = ((err?: Error) => {
-    if (secured() || delayed || sock.destroyed) return destroy(err);
+  const destroy = interceptDestroy(sock, (original, err) => {
+    if (secured() || delayed || sock.destroyed) return original(err);
     delayed = true;
     if (err) failed(err);
-    if (held.count >= MAX_HELD_FAILED_HANDSHAKES) return destroy();
+    if (held.count >= MAX_HELD_FAILED_HANDSHAKES) return original();
     held.count++;
     sock.on('error', () => undefined);
     setTimeout(() => {
       held.count--;
-      destroy();
+      original();
     }, FAILED_HANDSHAKE_HOLD_MS).unref();
     return sock;
-  }) as typeof sock.destroy;
+  });
   return () => {
     delayed = true;
     destroy();

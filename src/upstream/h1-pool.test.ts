@@ -8,7 +8,19 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { H1Pool, type H1Call, type H1PoolOptions, type H1Request } from './h1-pool.js';
-import { headerMapOf } from '../proxy/request-headers.js';
+
+/** Raw header pairs as a map, like the proxy's own; local because upstream/ never imports proxy/. */
+function headerMapOf(raw: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const prev = out[k];
+    if (prev === undefined) out[k] = raw[i + 1]!;
+    else if (typeof prev === 'string') out[k] = [prev, raw[i + 1]!];
+    else prev.push(raw[i + 1]!);
+  }
+  return out;
+}
 
 // ---------------------------------------------------------------------------------------
 // helpers
