@@ -5,7 +5,10 @@
 // (probes on admin.probe_address, admin API on loopback, securityContext, resources, folder mounts); and the
 // config inside the ConfigMap passes `portcullis check`, then serves, with certificates
 // generated now in the layout the kubelet gives mounted Secrets, including a Secret
-// rotation by the kubelet's symlink swap, picked up without a restart.
+// rotation by the kubelet's symlink swap, picked up without a restart. The
+// prometheus-mtls overlay carries the prometheus.io/* scrape annotations: they point at
+// the admin port, which it opens on the pod IP behind admin.tls and admin.allow only, and
+// Prometheus' certificate scrapes /metrics there while other clients are refused.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -272,13 +275,15 @@ function kubeletVolume(dir: string, files: Record<string, string>, generation: n
 }
 
 /** The ConfigMap's config with /etc/portcullis/ moved to `root`, and the volumes laid out there. */
-function materialize(objs: Obj[], root: string): { path: string; config: Obj } {
+function materialize(objs: Obj[], root: string, opsCa?: string): { path: string; config: Obj } {
   const cm = one(objs, 'ConfigMap');
   const text = (cm.data['portcullis.yaml'] as string).replaceAll('/etc/portcullis/', `${root}/`);
   kubeletVolume(join(root, 'config'), { 'portcullis.yaml': text }, 1);
   // what cert-manager writes into portcullis-server-tls, and the client CA Secret
   kubeletVolume(join(root, 'tls'), { 'tls.crt': readFileSync(pki.server.chain, 'utf8'), 'tls.key': readFileSync(pki.server.key, 'utf8'), 'ca.crt': readFileSync(pki.ca.cert, 'utf8') }, 1);
   kubeletVolume(join(root, 'client-ca'), { 'ca.crt': readFileSync(pki.ca.cert, 'utf8') }, 1);
+  // the prometheus-mtls overlay's Secret portcullis-ops-ca: the scrapers' CA
+  if (opsCa) kubeletVolume(join(root, 'ops-ca'), { 'ca.crt': readFileSync(opsCa, 'utf8') }, 1);
   return { path: join(root, 'config', 'portcullis.yaml'), config: parse(text) as Obj };
 }
 
@@ -343,6 +348,77 @@ test('base: the config serves, its probes answer, and a Secret rotation (kubelet
     await cli.waitLog(/"event":"reload_succeeded","trigger":"file"/);
     const after = await curl(url, certArgs(pki.ca.cert, pki.client));
     assert.equal(after.status, 200);
+  } finally {
+    assert.equal(await cli.stop(), 0);
+  }
+});
+
+// ---- overlays/prometheus-mtls: scrape annotations without opening the admin API ----
+
+test('overlays/prometheus-mtls: valid objects; the scrape annotations point at the admin port, which only mTLS and the monitoring namespace reach', { skip: noKubectl || false }, async () => {
+  const objs = render('overlays/prometheus-mtls');
+  await validateAll(objs);
+  const pod = one(objs, 'Deployment').spec.template;
+  const proxy = (pod.spec.containers as Obj[]).find((c) => c.name === 'portcullis')!;
+  const config = parse(one(objs, 'ConfigMap').data['portcullis.yaml']) as Obj;
+  const adminPort = Number(String(config.admin.address).split(':').pop());
+  const ann = pod.metadata.annotations as Record<string, string>;
+  assert.deepEqual(ann, { 'prometheus.io/scrape': 'true', 'prometheus.io/scheme': 'https', 'prometheus.io/port': String(adminPort), 'prometheus.io/path': '/metrics' });
+  assert.equal((proxy.ports as Obj[]).find((p) => p.name === 'admin')?.containerPort, adminPort);
+  // the admin API off loopback only behind mTLS with its own CA and an allow rule
+  assert.ok(config.admin.tls && config.admin.allow.length > 0, 'admin.tls and admin.allow are set');
+  const volumeOf = (file: string) => {
+    const m = (proxy.volumeMounts as Obj[]).find((x) => file.startsWith(`${x.mountPath}/`))!;
+    return (pod.spec.volumes as Obj[]).find((v) => v.name === m.name)!;
+  };
+  assert.notEqual(volumeOf(config.admin.tls.client_ca).secret.secretName, volumeOf(config.listeners[0].tls.client_ca).secret.secretName, "the scrapers' CA is not the listeners' client CA");
+  // probes stay on the plain probe listener; the Service does not expose the admin port
+  const probePort = Number(String(config.admin.probe_address).split(':').pop());
+  for (const probe of [proxy.readinessProbe, proxy.livenessProbe, proxy.startupProbe]) assert.equal((proxy.ports as Obj[]).find((p) => p.name === probe.httpGet.port)?.containerPort, probePort);
+  assert.ok(!(one(objs, 'Service').spec.ports as Obj[]).some((p) => p.targetPort === 'admin' || p.targetPort === adminPort));
+  // the NetworkPolicy opens the admin port to the monitoring namespace, not to everyone
+  const np = find(objs, 'NetworkPolicy').find((p) => p.metadata.name === 'portcullis')!;
+  const adminRules = (np.spec.ingress as Obj[]).filter((r) => r.ports.some((p: Obj) => p.port === 'admin' || p.port === adminPort));
+  assert.equal(adminRules.length, 1);
+  assert.deepEqual(adminRules[0]!.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+});
+
+test("overlays/prometheus-mtls: check passes, Prometheus' certificate scrapes /metrics, other clients are refused", { skip: noKubectl || false }, async () => {
+  const root = join(work, 'prometheus-mtls');
+  const { path, config } = materialize(render('overlays/prometheus-mtls'), root, pki.otherCa.cert);
+  const checked = runCli(['check', '-c', path]);
+  assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+  assert.equal(checked.stderr, '');
+  // Prometheus' client certificate and one the allow rule does not name, from the scrapers' CA
+  const certs: Record<string, { cert: string; key: string }> = {};
+  for (const cn of ['prometheus', 'grafana']) {
+    const c = await issueCert(pki.handles.other, { type: 'client', cn });
+    certs[cn] = { cert: join(root, `${cn}.crt`), key: join(root, `${cn}.key`) };
+    writeFileSync(certs[cn].cert, c.certPem);
+    writeFileSync(certs[cn].key, c.keyPem, { mode: 0o600 });
+  }
+  // on this machine: loopback ports and the echo upstream in place of the app Service
+  config.listeners[0].address = '127.0.0.1:0';
+  config.admin.address = '127.0.0.1:0';
+  config.admin.probe_address = `127.0.0.1:${await freePort()}`;
+  config.upstreams.app.endpoints = [up.url];
+  const cli = await startCli(config, { dir: root });
+  try {
+    const metrics = `https://localhost:${cli.adminPort}/metrics`;
+    const scrape = await curl(metrics, certArgs(pki.ca.cert, certs.prometheus));
+    assert.equal(scrape.status, 200, scrape.stderr + scrape.body);
+    assert.match(scrape.body, /^portcullis_certificate_expiry_timestamp_seconds\{/m);
+    for (const [who, args, status] of [
+      ['no certificate', certArgs(pki.ca.cert), 401],
+      ["the listeners' client", certArgs(pki.ca.cert, pki.client), 403],
+      ['a scrapers-CA certificate admin.allow does not name', certArgs(pki.ca.cert, certs.grafana), 403],
+    ] as const) {
+      const r = await curl(metrics, [...args]);
+      assert.equal(r.status, status, `${who}: ${r.stderr}${r.body}`);
+      assert.doesNotMatch(r.body, /portcullis_/, who);
+    }
+    // and nothing else moved: reload is refused to the grafana certificate too
+    assert.equal((await curl(`https://localhost:${cli.adminPort}/reload`, [...certArgs(pki.ca.cert, certs.grafana), '-X', 'POST'])).status, 403);
   } finally {
     assert.equal(await cli.stop(), 0);
   }
