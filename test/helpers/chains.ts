@@ -251,6 +251,8 @@ export function makeChainSet(dir: string): ChainSet {
   add('nc-dirname-on-intermediate', 'name-constraints', 'name_constraint', { root: { nc: { permitted: [{ dir: name({ o: 'Example' }) }] } }, ints: [{ o: 'Other' }], leaf: { o: 'Example' } });
   add('nc-empty-extension', 'name-constraints', 'name_constraint', nc({ raw: seq() }));
   add('nc-empty-permitted-subtrees', 'name-constraints', 'name_constraint', nc({ raw: seq(tlv(0xa0)) }));
+  add('nc-empty-excluded-subtrees', 'name-constraints', 'name_constraint', nc({ raw: seq(tlv(0xa1)) }));
+  add('nc-permitted-with-empty-excluded', 'name-constraints', 'name_constraint', nc({ permitted: [{ dns: 'example.com' }], excluded: [] }));
   add('nc-with-maximum', 'name-constraints', 'name_constraint', nc({ permitted: [{ dns: 'example.com' }], withMaximum: true }));
   add('nc-cn-host-without-dns-san', 'name-constraints', 'name_constraint', { ...nc({ permitted: [{ dns: 'example.com' }] }), leaf: { cn: 'api.example.net', san: [{ uri: 'spiffe://example.com/a' }] } });
   add('nc-in-end-entity', 'name-constraints-misplaced', 'name_constraint', { leaf: { nc: { permitted: [{ dns: 'example.com' }] } } });
