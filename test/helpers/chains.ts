@@ -311,6 +311,11 @@ export function makeChainSet(dir: string): ChainSet {
   });
   add('crl-issuer-without-crl-sign', 'crl-unusable', 'revocation_unknown', { ints: [{ ku: ['keyCertSign'] }] }, { crl: ({ root, ints }) => crls('crl-issuer-without-crl-sign', root, ints, {}) });
   add('crl-without-number-chain-mode', 'crl-unusable', 'revocation_unknown', {}, { crl: ({ root, ints }) => crls('crl-without-number-chain-mode', root, ints, { number: 'absent' }) });
+  // an intermediate with an empty subject (its CRL's issuer is the empty Name): judged, not a crash
+  add('crl-intermediate-empty-subject', 'crl', 'ok', { ints: [{ emptySubject: true, san: [{ dns: 'ca.example.com' }] }] }, { crl: ({ root, ints }) => crls('crl-intermediate-empty-subject', root, ints, {}) });
+  add('crl-intermediate-empty-subject-without-crl-sign', 'crl-unusable', 'revocation_unknown', { ints: [{ emptySubject: true, san: [{ dns: 'ca.example.com' }], ku: ['keyCertSign'] }] }, {
+    crl: ({ root, ints }) => crls('crl-intermediate-empty-subject-without-crl-sign', root, ints, {}),
+  });
   add('crl-without-number-leaf-mode', 'crl-unusable', 'ok', {}, { crl: ({ root, ints }) => crls('crl-without-number-leaf-mode', root, ints, { number: 'absent' }, 'leaf') });
 
   const bundleFile = join(abs, 'bundle.pem');
