@@ -101,6 +101,8 @@ export const WarningCodes = {
   CRL_LOCKOUT: 'PCL_WARN_CRL_LOCKOUT',
   /** a CRL is past its nextUpdate */
   CRL_EXPIRED: 'PCL_WARN_CRL_EXPIRED',
+  /** a CRL RFC 5280 says not to use (no cRLNumber in crl_mode chain, a critical extension, an issuer without cRLSign) */
+  CRL_UNUSABLE: 'PCL_WARN_CRL_UNUSABLE',
   /** a certificate expires within 30 days, has expired, or is not valid yet */
   CERT_EXPIRING: 'PCL_WARN_CERT_EXPIRING',
   /** a private key file is readable by its group or by others */

@@ -1,6 +1,6 @@
 // What `portcullis check` warns about in a config that is valid and provisions, but will
 // hurt in production: a served chain without its intermediate, CRLs that lock out a
-// trusted CA, certificates and CRLs about to lapse, private keys others can read, and
+// trusted CA or that RFC 5280 says not to use, certificates and CRLs about to lapse, private keys others can read, and
 // `client_auth: optional` with nothing that requires a certificate, and keys that are
 // accepted but not implemented yet. Warnings leave the
 // exit code at 0; `check --strict` makes them errors. Reads the (already validated)
@@ -12,7 +12,7 @@ import { WarningCodes, type WarningCode } from '../errors.js';
 import { trustFor, type ListenerConfig, type LoadedConfig, type TrustConfig } from '../config/schema.js';
 import { readCertFile, readConfigFile, oneLine } from '../tls/pem.js';
 import { certNames } from '../tls/revocation.js';
-import { crlSignedBy, parseCrls, type CrlInfo } from '../pki/crl.js';
+import { crlSignedBy, crlUnusable, parseCrls, type CrlInfo } from '../pki/crl.js';
 
 export interface ConfigWarning {
   code: WarningCode;
@@ -149,6 +149,28 @@ function chainWarning(s: Served, certs: X509Certificate[], known: X509Certificat
   );
 }
 
+/**
+ * A CRL the listener will not let decide (issue 16: a critical cRLNumber or other critical
+ * extension, an issuer without cRLSign, no cRLNumber in crl_mode chain) refuses every client
+ * it should cover; in crl_mode leaf a CRL without cRLNumber is used, but still reported.
+ * The same crlUnusable() the proxy runs; the issuer is the client_ca certificate that signed
+ * it (an intermediate sent by clients is not known here, the handshake checks its cRLSign).
+ */
+function unusableCrlWarning(t: TrustAt, crl: CrlInfo, files: Files, reported: Set<string>): ConfigWarning[] {
+  const { trust } = t;
+  const key = `unusable|${trust.crl_mode}|${crl.source}|${crl.der.length}|${crl.thisUpdate.getTime()}`;
+  if (reported.has(key)) return [];
+  const signer = trust.client_ca.flatMap((f) => files.certsOf(f, `${t.path}.client_ca`)).find((ca) => crl.issuerDer.equals(certNames(ca.raw).subject) && crlSignedBy(crl, ca));
+  const refusedBy = crlUnusable(crl, signer, trust.crl_mode);
+  const leafOnly = !refusedBy && trust.crl_mode === 'leaf' ? crlUnusable(crl, signer, 'chain') : undefined;
+  if (!refusedBy && !leafOnly) return [];
+  reported.add(key);
+  const text = refusedBy
+    ? `the CRL of "${crl.issuer}" in ${crl.source} is not used because ${refusedBy}, so every client certificate it should cover is refused (revocation_unknown); publish a CRL that conforms to RFC 5280 (portcullis crl --ca DIR writes one) and reload`
+    : `the CRL of "${crl.issuer}" in ${crl.source} is used only because crl_mode is leaf, although ${leafOnly}; publish a CRL with a cRLNumber (portcullis crl --ca DIR writes one) before switching to crl_mode: chain`;
+  return [warn(WarningCodes.CRL_UNUSABLE, `${t.path}.crl`, text)];
+}
+
 function crlWarnings(t: TrustAt, files: Files, now: Date, reported: Set<string>): ConfigWarning[] {
   const { trust } = t;
   if (trust.client_auth === 'none' || trust.crl.length === 0) return [];
@@ -156,6 +178,7 @@ function crlWarnings(t: TrustAt, files: Files, now: Date, reported: Set<string>)
   const crls = trust.crl.flatMap((file, k) => files.crlsOf(file, `${t.path}.crl${trust.crl.length > 1 ? `[${k}]` : ''}`));
   for (const crl of crls) {
     const key = `${crl.source}|${crl.der.length}|${crl.thisUpdate.getTime()}`;
+    out.push(...unusableCrlWarning(t, crl, files, reported));
     if (!crl.nextUpdate || crl.nextUpdate.getTime() >= now.getTime() || reported.has(key)) continue;
     reported.add(key);
     out.push(

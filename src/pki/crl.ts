@@ -181,7 +181,8 @@ export type CrlMode = 'chain' | 'leaf';
 export function crlUnusable(crl: CrlInfo, issuer: NodeX509 | undefined, mode: CrlMode): string | undefined {
   if (crl.defects.length) return crl.defects.join('; ');
   if (mode === 'chain' && crl.crlNumber === undefined) return 'it has no cRLNumber, which RFC 5280 §5.2.3 requires (crl_mode: chain refuses such a CRL; crl_mode: leaf only warns)';
-  if (issuer && !mayIssueCrls(issuer)) return `its issuer "${issuer.subject.split('\n').reverse().join(',')}" has a key usage without cRLSign, so it may not sign CRLs (RFC 5280 §6.3.3)`;
+  // subject ?? '': Node leaves an empty Name undefined (the 'split' crash of issue 16)
+  if (issuer && !mayIssueCrls(issuer)) return `its issuer "${(issuer.subject ?? '').split('\n').reverse().join(',')}" has a key usage without cRLSign, so it may not sign CRLs (RFC 5280 §6.3.3)`;
   return undefined;
 }
 

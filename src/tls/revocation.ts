@@ -133,8 +133,10 @@ export function issuerOf(cert: X509Certificate, next: X509Certificate | undefine
 
 // ---------------------------------------------------------------------------------------
 
-function oneLine(name: string): string {
-  return name.split('\n').reverse().join(',');
+function oneLine(name: string | undefined): string {
+  // undefined: Node's rendering of an empty Name (a CA with an empty subject made every
+  // CRL check of its chains throw, so the client got `error` instead of a verdict)
+  return (name ?? '').split('\n').reverse().join(',');
 }
 
 function signedBy(e: CrlEntry, issuer: X509Certificate): boolean {

@@ -206,6 +206,8 @@ test('portcullis check shows the load-time warnings: unusable CRLs and trust anc
   assert.equal(r.code, 0, r.err);
   assert.match(r.err, /"event":"crl_unusable".*no cRLNumber.*"refused":true|"refused":true.*no cRLNumber/);
   assert.match(r.err, /cRLNumber extension is marked critical/);
+  // and as check warnings (--strict makes them errors): one per unusable CRL
+  assert.equal(r.err.split('\n').filter((l) => l.startsWith('warning: ') && l.endsWith('[PCL_WARN_CRL_UNUSABLE]')).length, 2, r.err);
   assert.match(r.err, /"event":"weak_trust_anchor".*Root trust-anchor-rsa-1024/);
 });
 

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OpensslPki, type OsslCert } from '../helpers/openssl-pki.js';
+import { build, buildCrl, type CrlSpec } from '../helpers/chains.js';
 import { CLI, cleanup, curl, startCli, startEchoUpstream, tempDir, type EchoUpstream } from '../helpers/proxy.js';
 
 let dir: string;
@@ -191,6 +192,43 @@ test('check-accepted-but-not-implemented: health_check and balance are built now
     [],
     r.stderr,
   );
+});
+
+test('check-crl-unusable (issue 16): a CRL the listener will not use is a warning naming why, in chain mode as a refusal and in leaf mode as a CRL used anyway', () => {
+  // one root per case, its CRL made field by field (openssl always writes a conforming one)
+  const caseOf = (label: string, spec: CrlSpec, ku?: 'no-crl-sign') => {
+    const root = build({ cn: `CRL Root ${label}`, ca: true, ...(ku ? { ku: ['keyCertSign' as const] } : {}) });
+    const ca = join(dir, `crl-root-${label}.pem`);
+    const crl = join(dir, `crl-${label}.pem`);
+    writeFileSync(ca, root.pem);
+    writeFileSync(crl, buildCrl(root, spec));
+    return { tls: { client_ca: ca, crl } };
+  };
+  const expect: [string, ReturnType<typeof caseOf>, RegExp][] = [
+    ['no cRLNumber, crl_mode chain', caseOf('no-number', { number: 'absent' }), /is not used because it has no cRLNumber, which RFC 5280 §5.2.3 requires.*refused \(revocation_unknown\)/],
+    ['critical cRLNumber', caseOf('critical-number', { number: 'critical' }), /is not used because .*cRLNumber extension is marked critical.*refused \(revocation_unknown\)/],
+    ['unknown critical extension', caseOf('critical-ext', { extra: [{ id: '1.3.6.1.4.1.55555.2', critical: true, value: Buffer.from([0x05, 0x00]) }] }), /is not used because .*critical.*refused \(revocation_unknown\)/],
+    ['issuer without cRLSign', caseOf('no-crl-sign', {}, 'no-crl-sign'), /is not used because its issuer "CN=CRL Root no-crl-sign" has a key usage without cRLSign.*refused \(revocation_unknown\)/],
+  ];
+  for (const [what, l, re] of expect) {
+    const r = check(config(l));
+    assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+    const w = r.warnings.filter((x) => x.includes('[PCL_WARN_CRL_UNUSABLE]'));
+    assert.equal(w.length, 1, `${what}: ${r.stderr}`);
+    assert.match(w[0]!, /^warning: listeners\[0\]\.tls\.crl: the CRL of "CN=CRL Root /);
+    assert.match(w[0]!, re, what);
+    const strict = check(config(l), '--strict');
+    assert.equal(strict.code, 1, `${what}: --strict makes it an error`);
+    assert.ok(strict.errors.some((x) => x.includes('[PCL_WARN_CRL_UNUSABLE]')), strict.stderr);
+  }
+  // leaf mode uses a CRL without cRLNumber, and check still says so
+  const leaf = check(config({ tls: { ...caseOf('no-number-leaf', { number: 'absent' }).tls, crl_mode: 'leaf' } }));
+  assert.equal(leaf.code, 0, leaf.stderr);
+  assert.match(leaf.warnings.join('\n'), /is used only because crl_mode is leaf, although it has no cRLNumber.*\[PCL_WARN_CRL_UNUSABLE\]/);
+  // a conforming CRL from the generator: no CRL warning (the others here are about the test's
+  // own files: a 30-day root, the server certificate's root not in client_ca)
+  const ok = check(config(caseOf('conforming', {})));
+  assert.deepEqual(ok.warnings.filter((x) => /\[PCL_WARN_CRL_/.test(x)), [], ok.stderr);
 });
 
 test('check --strict turns every warning into an error and exits 1', () => {

@@ -251,6 +251,8 @@ export function makeChainSet(dir: string): ChainSet {
   add('nc-dirname-on-intermediate', 'name-constraints', 'name_constraint', { root: { nc: { permitted: [{ dir: name({ o: 'Example' }) }] } }, ints: [{ o: 'Other' }], leaf: { o: 'Example' } });
   add('nc-empty-extension', 'name-constraints', 'name_constraint', nc({ raw: seq() }));
   add('nc-empty-permitted-subtrees', 'name-constraints', 'name_constraint', nc({ raw: seq(tlv(0xa0)) }));
+  add('nc-empty-excluded-subtrees', 'name-constraints', 'name_constraint', nc({ raw: seq(tlv(0xa1)) }));
+  add('nc-permitted-with-empty-excluded', 'name-constraints', 'name_constraint', nc({ permitted: [{ dns: 'example.com' }], excluded: [] }));
   add('nc-with-maximum', 'name-constraints', 'name_constraint', nc({ permitted: [{ dns: 'example.com' }], withMaximum: true }));
   add('nc-cn-host-without-dns-san', 'name-constraints', 'name_constraint', { ...nc({ permitted: [{ dns: 'example.com' }] }), leaf: { cn: 'api.example.net', san: [{ uri: 'spiffe://example.com/a' }] } });
   add('nc-in-end-entity', 'name-constraints-misplaced', 'name_constraint', { leaf: { nc: { permitted: [{ dns: 'example.com' }] } } });
@@ -309,6 +311,11 @@ export function makeChainSet(dir: string): ChainSet {
   });
   add('crl-issuer-without-crl-sign', 'crl-unusable', 'revocation_unknown', { ints: [{ ku: ['keyCertSign'] }] }, { crl: ({ root, ints }) => crls('crl-issuer-without-crl-sign', root, ints, {}) });
   add('crl-without-number-chain-mode', 'crl-unusable', 'revocation_unknown', {}, { crl: ({ root, ints }) => crls('crl-without-number-chain-mode', root, ints, { number: 'absent' }) });
+  // an intermediate with an empty subject (its CRL's issuer is the empty Name): judged, not a crash
+  add('crl-intermediate-empty-subject', 'crl', 'ok', { ints: [{ emptySubject: true, san: [{ dns: 'ca.example.com' }] }] }, { crl: ({ root, ints }) => crls('crl-intermediate-empty-subject', root, ints, {}) });
+  add('crl-intermediate-empty-subject-without-crl-sign', 'crl-unusable', 'revocation_unknown', { ints: [{ emptySubject: true, san: [{ dns: 'ca.example.com' }], ku: ['keyCertSign'] }] }, {
+    crl: ({ root, ints }) => crls('crl-intermediate-empty-subject-without-crl-sign', root, ints, {}),
+  });
   add('crl-without-number-leaf-mode', 'crl-unusable', 'ok', {}, { crl: ({ root, ints }) => crls('crl-without-number-leaf-mode', root, ints, { number: 'absent' }, 'leaf') });
 
   const bundleFile = join(abs, 'bundle.pem');
