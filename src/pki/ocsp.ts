@@ -160,7 +160,8 @@ function authorizedSigner(basic: pkijs.BasicOCSPResponse, issuer: X509Certificat
       continue;
     }
     if (!signedBy(basic, cert.publicKey)) continue;
-    const who = cert.subject.replace(/\n/g, ',');
+    // an empty subject is undefined in Node's X509Certificate; name it rather than throw
+    const who = (cert.subject ?? '').replace(/\n/g, ',') || `the responder certificate with serial ${cert.serialNumber}`;
     if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) problems.push(`${who} is not issued by the certificate's issuer`);
     else if (!(cert.keyUsage ?? []).includes(OID_OCSP_SIGNING)) problems.push(`${who} lacks the OCSPSigning extended key usage`);
     else if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) problems.push(`${who} is outside its validity period`);
