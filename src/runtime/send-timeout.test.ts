@@ -81,10 +81,12 @@ test('a slow reader that keeps taking bytes is never reported', async () => {
   const stalled: Stalled[] = [];
   const st = new SendTimeouts((s) => stalled.push(s));
   try {
-    st.watch(p.server, 300);
+    // 1 s of no progress counts as stalled, ten times the reading cadence below, so a busy
+    // machine that stretches one 100 ms sleep cannot make a reader look stalled
+    st.watch(p.server, 1000);
     p.client.pause();
     const start = performance.now();
-    while (performance.now() - start < 1500) {
+    while (performance.now() - start < 2500) {
       await sleep(100);
       // reads for a moment every 100 ms: the kernel takes more, the marker moves
       p.client.resume();
