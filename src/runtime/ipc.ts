@@ -3,6 +3,7 @@
 // their own query-req / query-res messages, defined in telemetry/cluster-query.ts.)
 
 import type { HostAddresses } from '../upstream/dns.js';
+import { PortcullisError, PortcullisErrors } from '../errors.js';
 
 /** An active health check verdict (the primary runs the probers; see upstream/health-check.ts). */
 export interface HealthUpdate {
@@ -36,6 +37,9 @@ export function isPortcullisMessage(m: unknown): m is { pcl: string } {
   return typeof m === 'object' && m !== null && typeof (m as { pcl?: unknown }).pcl === 'string';
 }
 
+/** How long in-flight requests may take on shutdown unless --drain-timeout says otherwise. */
+export const DEFAULT_DRAIN_MS = 30_000;
+
 /** Environment variables the primary sets for a worker. */
 export const WORKER_ENV = {
   ticketSecret: 'PORTCULLIS_TICKET_SECRET',
@@ -46,3 +50,10 @@ export const WORKER_ENV = {
   /** JSON HostAddresses[]: what the primary's resolver knows, applied before the worker builds its generation */
   dns: 'PORTCULLIS_DNS',
 } as const;
+
+/** A worker's failure as the one line (or lines) the primary logs and /status shows. */
+export function describeError(err: unknown): string {
+  if (err instanceof PortcullisErrors) return err.errors.map((e) => `${e.message} [${e.code}]`).join('\n');
+  if (err instanceof PortcullisError) return `${err.message} [${err.code}]`;
+  return (err as Error)?.message ?? String(err);
+}

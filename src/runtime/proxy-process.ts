@@ -12,6 +12,7 @@ import type { ActivityHooks } from '../telemetry/activity.js';
 import './frontends.js';
 import cluster from 'node:cluster';
 import { DnsResolver, dnsChangeLog } from '../upstream/dns.js';
+import { DEFAULT_DRAIN_MS } from './ipc.js';
 
 export interface RunningProxy {
   readonly generation: Generation;
@@ -27,7 +28,7 @@ export interface RunningProxy {
   stop(drainMs?: number): Promise<void>;
 }
 
-export const DEFAULT_DRAIN_MS = 30_000;
+export { DEFAULT_DRAIN_MS };
 
 export interface StartOptions {
   /** shared by all workers so TLS sessions resume on any of them */

@@ -8,8 +8,7 @@ import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration } from './generation.js';
 import { createTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import type { LoadedCert } from '../tls/listener-tls.js';
-import type { FromWorker, ToWorker } from './ipc.js';
-import { describeError } from './worker.js';
+import { describeError, type FromWorker, type ToWorker } from './ipc.js';
 
 export interface ReloadResult {
   ok: boolean;

@@ -2,9 +2,8 @@
 // drains when the primary says so (or when the primary goes away). Shutdown signals are
 // the primary's to handle.
 import { startProxy, type RunningProxy } from './proxy-process.js';
-import { isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
+import { describeError, isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
 import { setTicketKeys } from '../tls/listener-tls.js';
-import { PortcullisError, PortcullisErrors } from '../errors.js';
 import type { Generation } from './generation.js';
 import type { MetricHooks } from '../telemetry/telemetry.js';
 import type { ActivityHooks } from '../telemetry/activity.js';
@@ -22,11 +21,6 @@ function send(m: FromWorker): void {
   process.send?.(m);
 }
 
-export function describeError(err: unknown): string {
-  if (err instanceof PortcullisErrors) return err.errors.map((e) => `${e.message} [${e.code}]`).join('\n');
-  if (err instanceof PortcullisError) return `${err.message} [${err.code}]`;
-  return (err as Error)?.message ?? String(err);
-}
 
 export async function runWorker(configPath: string, metrics?: MetricHooks, activity?: ActivityHooks): Promise<void> {
   const secretHex = process.env[WORKER_ENV.ticketSecret];
