@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   const node = process.env.BENCH_NODE || process.execPath;
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const version = (await import('node:child_process')).spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();
-  console.log(`start RSS: node ${version} ${nodeArgs.join(' ')}, ${workers} worker(s), ${rounds} round(s), sampled 3 s after /readyz`);
+  console.log(`start RSS: node ${version} ${nodeArgs.join(' ')}, ${workers} worker(s), ${rounds} round(s), sampled ${Number(process.env.BENCH_SETTLE_MS ?? 3000) / 1000} s after /readyz`);
   const dir = mkdtempSync(join(os.tmpdir(), 'portcullis-start-rss-'));
   process.once('SIGINT', () => {
     killAllStarted();
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
       const proc = startPortcullis(repoRoot, dir, portcullisConfig(port, adminPort, upstreamPort, pki, workers), {}, `portcullis-${round}`, node, nodeArgs);
       try {
         await waitReadyz(proc, adminPort);
-        await sleep(3000);
+        await sleep(Number(process.env.BENCH_SETTLE_MS ?? 3000));
         const mem = processTree(proc.pid).flatMap((pid, i) => readMem(pid, i === 0 ? 'primary' : `worker ${i}`) ?? []);
         runs.push(mem);
         const line = mem.map((m) => `${m.role} ${mib(m.rssKiB)}/${mib(m.pssKiB)}`).join(', ');

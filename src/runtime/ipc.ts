@@ -3,6 +3,7 @@
 // their own query-req / query-res messages, defined in telemetry/cluster-query.ts.)
 
 import type { HostAddresses } from '../upstream/dns.js';
+import type { LoadedConfig } from '../config/schema.js';
 import { PortcullisError, PortcullisErrors } from '../errors.js';
 
 /** An active health check verdict (the primary runs the probers; see upstream/health-check.ts). */
@@ -20,14 +21,21 @@ export type ToWorker =
   /** host names whose address set (or lookup error) changed, or all of them for a worker that starts (upstream/dns.ts) */
   | { pcl: 'dns'; hosts: HostAddresses[] }
   | { pcl: 'ticket-secret'; secret: string }
-  /** reload phase 1: build generation `id` from the config file, change nothing yet */
-  | { pcl: 'prepare'; id: number }
+  /**
+   * The configuration the primary validated, answering a starting worker's config-request:
+   * workers never parse or validate the file themselves (and so never load zod and yaml)
+   */
+  | { pcl: 'config'; config: LoadedConfig }
+  /** reload phase 1: build generation `id` from `config` (validated by the primary), change nothing yet */
+  | { pcl: 'prepare'; id: number; config: LoadedConfig }
   /** reload phase 2: every worker prepared `id`; swap it in */
   | { pcl: 'commit'; id: number }
   /** some worker failed to prepare `id`; drop it */
   | { pcl: 'abort'; id: number };
 
 export type FromWorker =
+  /** a starting worker asks for the configuration to serve (answered with 'config') */
+  | { pcl: 'config-request' }
   | { pcl: 'ready'; generation: number; addresses: Record<string, { host: string; port: number }> }
   | { pcl: 'fatal'; message: string; code?: string }
   | { pcl: 'prepared'; id: number; ok: boolean; error?: string }
