@@ -2,11 +2,7 @@
 // processes, which serve the listeners; SIGTERM/SIGINT drain them and exit 0.
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
-import { DEFAULT_DRAIN_MS } from '../runtime/proxy-process.js';
-import { startPrimary } from '../runtime/primary.js';
-import { runWorker } from '../runtime/worker.js';
-import { createWorkerMetrics, registerWorkerRegistry } from '../telemetry/metrics.js';
-import { createActivityRecorder, registerWorkerActivity } from '../telemetry/activity.js';
+import { DEFAULT_DRAIN_MS } from '../runtime/ipc.js';
 
 /**
  * How connections reach workers. 'none' lets every worker accept on the shared socket
@@ -24,7 +20,16 @@ export function register(program: Command): void {
     .option('-c, --config <file>', 'config file (YAML or JSON)', 'portcullis.yaml')
     .option('--drain-timeout <ms>', 'how long in-flight requests may take to finish on shutdown', String(DEFAULT_DRAIN_MS))
     .action(async (opts: { config: string; drainTimeout: string }) => {
+      // Each side loads only its own code (imported here, not at the top): the primary
+      // never serves traffic, so it does without the proxy's front ends and upstream
+      // clients, and a worker does without the admin listener, the dashboard and the
+      // health probers. Both processes are a full Node.js each; what they load is RSS.
       if (cluster.isWorker) {
+        const [{ runWorker }, { createWorkerMetrics, registerWorkerRegistry }, { createActivityRecorder, registerWorkerActivity }] = await Promise.all([
+          import('../runtime/worker.js'),
+          import('../telemetry/metrics.js'),
+          import('../telemetry/activity.js'),
+        ]);
         // one metrics registry per worker process, answering the primary's scrapes
         const metrics = createWorkerMetrics();
         registerWorkerRegistry(metrics.registry);
@@ -35,6 +40,7 @@ export function register(program: Command): void {
         return;
       }
       cluster.schedulingPolicy = schedulingPolicy();
+      const { startPrimary } = await import('../runtime/primary.js');
       const primary = await startPrimary(opts.config, { drainMs: Number(opts.drainTimeout) });
       await primary.stopped;
       process.exitCode = 0;

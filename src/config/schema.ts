@@ -5,6 +5,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { DURATION_HINT, parseDuration } from './duration.js';
+import { HTTP_SCHEMES, TCP_SCHEMES } from './shared.js';
 import { isToken, KNOWN_METHODS } from '../routing/method.js';
 
 // ---------------------------------------------------------------------------------------
@@ -420,8 +421,7 @@ const ListenerSchema = strict({
 // ---------------------------------------------------------------------------------------
 // Upstreams
 
-export const HTTP_SCHEMES = ['http', 'https', 'h2c'] as const;
-export const TCP_SCHEMES = ['tcp', 'tls'] as const;
+export { HTTP_SCHEMES, TCP_SCHEMES };
 const DEFAULT_PORTS: Record<string, number> = { http: 80, h2c: 80, https: 443 };
 
 /** Why an upstream endpoint URL is unusable, or undefined when it is fine. */
@@ -624,22 +624,4 @@ export function adminListenerTls(t: AdminTlsConfig): ListenerTlsConfig {
   return ListenerTlsSchema.parse({ cert: t.cert, key: t.key, client_ca: t.client_ca, crl: t.crl, client_auth: 'require' });
 }
 
-/** The client-certificate trust settings in force for one certificate of a listener. */
-export type TrustConfig = Pick<ListenerTlsConfig, 'client_auth' | 'client_ca' | 'verify_depth' | 'crl' | 'crl_mode' | 'ocsp' | 'pins' | 'cert_policy'>;
-
-/**
- * Trust for a listener's default certificate (no entry) or for one SNI entry: each key the
- * entry sets replaces the listener's as a whole; keys it leaves out are the listener's.
- */
-export function trustFor(tls: ListenerTlsConfig, entry?: SniCertConfig): TrustConfig {
-  return {
-    client_auth: entry?.client_auth ?? tls.client_auth,
-    client_ca: entry?.client_ca ?? tls.client_ca,
-    verify_depth: tls.verify_depth,
-    crl: entry?.crl ?? tls.crl,
-    crl_mode: entry?.crl_mode ?? tls.crl_mode,
-    ocsp: entry?.ocsp ?? tls.ocsp,
-    pins: entry?.pins ?? tls.pins,
-    cert_policy: entry?.cert_policy ?? tls.cert_policy,
-  };
-}
+export { trustFor, type TrustConfig } from './shared.js';

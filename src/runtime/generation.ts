@@ -8,7 +8,7 @@ import { compileRules, type CompiledRule } from '../policy/rules.js';
 import { compileRoutes } from '../routing/route-table.js';
 import { UpstreamPool } from '../upstream/pool.js';
 import { TcpUpstream } from '../upstream/tcp-upstream.js';
-import { TCP_SCHEMES } from '../config/schema.js';
+import { TCP_SCHEMES } from '../config/shared.js';
 import type { ListenerRuntime, RouteRuntime } from '../proxy/context.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { UpstreamObserver } from '../upstream/balancer.js';

@@ -186,7 +186,10 @@ export async function startPrimary(configPath: string, opts: PrimaryOptions): Pr
     w.on('message', (m: unknown) => {
       if (!isPortcullisMessage(m)) return;
       const msg = m as FromWorker;
-      if (msg.pcl === 'ready') {
+      if (msg.pcl === 'config-request') {
+        // the configuration in force (a reload's new one only once every worker committed it)
+        w.send({ pcl: 'config', config } satisfies ToWorker);
+      } else if (msg.pcl === 'ready') {
         // address sets and verdicts that changed while it started
         w.send({ pcl: 'dns', hosts: addressBook() } satisfies ToWorker);
         w.send({ pcl: 'health', updates: probers.status().map(toUpdate) } satisfies ToWorker);

@@ -1,9 +1,9 @@
-// Runs the proxy in this process (a worker, or the demo): validate -> provision (build a
-// generation) -> serve -> drain, and reloads as prepare (build a whole new generation,
-// nothing changes yet) -> commit (swap it in; new connections use it, open ones finish on
-// the old one, which is released when its last connection closes).
+// Runs the proxy in this process (a worker, or the demo): validate (a worker is handed the
+// config the primary validated instead) -> provision (build a generation) -> serve ->
+// drain, and reloads as prepare (build a whole new generation, nothing changes yet) ->
+// commit (swap it in; new connections use it, open ones finish on the old one, which is
+// released when its last connection closes).
 import { checkRuntime } from '../platform/node-internals.js';
-import { loadConfig } from '../config/load.js';
 import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration, type Generation } from './generation.js';
 import { ListenerServer } from './listener-server.js';
@@ -12,14 +12,18 @@ import type { ActivityHooks } from '../telemetry/activity.js';
 import './frontends.js';
 import cluster from 'node:cluster';
 import { DnsResolver, dnsChangeLog } from '../upstream/dns.js';
+import { DEFAULT_DRAIN_MS } from './ipc.js';
 
 export interface RunningProxy {
   readonly generation: Generation;
   servers: Map<string, ListenerServer>;
   addresses: Map<string, { host: string; port: number }>;
   telemetry: Telemetry;
-  /** builds a new generation from the config file; throws (changing nothing) on any error */
-  prepare(id: number): Promise<Generation>;
+  /**
+   * builds a new generation from `config` (a worker gets it validated by the primary) or
+   * else from the config file; throws (changing nothing) on any error
+   */
+  prepare(id: number, config?: LoadedConfig): Promise<Generation>;
   /** swaps a prepared generation in; throws if a new listener cannot bind (nothing swapped) */
   commit(next: Generation): Promise<void>;
   /** drops a prepared generation that will not be committed */
@@ -27,7 +31,7 @@ export interface RunningProxy {
   stop(drainMs?: number): Promise<void>;
 }
 
-export const DEFAULT_DRAIN_MS = 30_000;
+export { DEFAULT_DRAIN_MS };
 
 export interface StartOptions {
   /** shared by all workers so TLS sessions resume on any of them */
@@ -39,12 +43,21 @@ export interface StartOptions {
   generation?: number;
 }
 
+/**
+ * Reads and validates the config file. Imported on use: a worker is handed its config
+ * already validated and never loads the validator (zod) or the YAML parser.
+ */
+async function loadFile(path: string): Promise<LoadedConfig> {
+  const { loadConfig } = await import('../config/load.js');
+  return loadConfig(path, { checkFiles: true });
+}
+
 const sameAddress = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port;
 
 export async function startProxy(configOrPath: string | LoadedConfig, opts: StartOptions = {}): Promise<RunningProxy> {
   checkRuntime();
   const configPath = typeof configOrPath === 'string' ? configOrPath : configOrPath.configPath;
-  const config = typeof configOrPath === 'string' ? await loadConfig(configOrPath, { checkFiles: true }) : configOrPath;
+  const config = typeof configOrPath === 'string' ? await loadFile(configOrPath) : configOrPath;
   const telemetry = createTelemetry(config.log, opts.metrics, opts.activity);
   // a worker gets address sets from the primary's resolver; a process on its own (the demo) resolves itself
   const resolver = cluster.isWorker
@@ -77,8 +90,8 @@ export async function startProxy(configOrPath: string | LoadedConfig, opts: Star
     servers,
     addresses,
     telemetry,
-    async prepare(id: number) {
-      const next = await loadConfig(configPath, { checkFiles: true });
+    async prepare(id: number, config?: LoadedConfig) {
+      const next = config ?? (await loadFile(configPath));
       await resolver?.update(next);
       return buildGeneration(next, id, telemetry, opts.ticketSecret);
     },

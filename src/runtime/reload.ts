@@ -8,8 +8,7 @@ import type { LoadedConfig } from '../config/schema.js';
 import { buildGeneration, releaseGeneration } from './generation.js';
 import { createTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import type { LoadedCert } from '../tls/listener-tls.js';
-import type { FromWorker, ToWorker } from './ipc.js';
-import { describeError } from './worker.js';
+import { describeError, type FromWorker, type ToWorker } from './ipc.js';
 
 export interface ReloadResult {
   ok: boolean;
@@ -92,7 +91,7 @@ export class ReloadCoordinator {
       return this.failed(trigger, id, describeError(err));
     }
     const workers = this.deps.workers().filter((w) => w.isConnected());
-    const prepared = await Promise.all(workers.map((w) => this.ask(w, { pcl: 'prepare', id }, 'prepared')));
+    const prepared = await Promise.all(workers.map((w) => this.ask(w, { pcl: 'prepare', id, config }, 'prepared')));
     const bad = prepared.find((m) => !m.ok);
     if (bad) {
       for (const w of workers) if (w.isConnected()) w.send({ pcl: 'abort', id } satisfies ToWorker);

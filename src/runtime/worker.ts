@@ -2,10 +2,10 @@
 // drains when the primary says so (or when the primary goes away). Shutdown signals are
 // the primary's to handle.
 import { startProxy, type RunningProxy } from './proxy-process.js';
-import { isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
+import { describeError, isPortcullisMessage, WORKER_ENV, type FromWorker, type ToWorker } from './ipc.js';
 import { setTicketKeys } from '../tls/listener-tls.js';
-import { PortcullisError, PortcullisErrors } from '../errors.js';
 import type { Generation } from './generation.js';
+import type { LoadedConfig } from '../config/schema.js';
 import type { MetricHooks } from '../telemetry/telemetry.js';
 import type { ActivityHooks } from '../telemetry/activity.js';
 import { applyProbe } from '../upstream/endpoint-state.js';
@@ -22,10 +22,31 @@ function send(m: FromWorker): void {
   process.send?.(m);
 }
 
-export function describeError(err: unknown): string {
-  if (err instanceof PortcullisErrors) return err.errors.map((e) => `${e.message} [${e.code}]`).join('\n');
-  if (err instanceof PortcullisError) return `${err.message} [${err.code}]`;
-  return (err as Error)?.message ?? String(err);
+
+/**
+ * The configuration the primary validated (and serves from): asked for over IPC, so the
+ * worker neither re-reads the file (which may have changed since) nor loads the validator.
+ */
+function configFromPrimary(configPath: string): Promise<LoadedConfig> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      if (!isPortcullisMessage(m) || (m as ToWorker).pcl !== 'config') return;
+      done();
+      resolve((m as ToWorker & { pcl: 'config' }).config);
+    };
+    const onDisconnect = () => {
+      done();
+      reject(new Error(`the primary went away before it sent the configuration (${configPath})`));
+    };
+    const done = () => {
+      process.off('message', onMessage);
+      process.off('disconnect', onDisconnect);
+    };
+    if (!process.connected) return reject(new Error(`no connection to the primary to ask for the configuration (${configPath})`));
+    process.on('message', onMessage);
+    process.once('disconnect', onDisconnect);
+    send({ pcl: 'config-request' });
+  });
 }
 
 export async function runWorker(configPath: string, metrics?: MetricHooks, activity?: ActivityHooks): Promise<void> {
@@ -45,7 +66,7 @@ export async function runWorker(configPath: string, metrics?: MetricHooks, activ
     // none: named endpoints have no address until the primary's next message
   }
   try {
-    proxy = await startProxy(configPath, {
+    proxy = await startProxy(await configFromPrimary(configPath), {
       ticketSecret: secretHex ? Buffer.from(secretHex, 'hex') : undefined,
       metrics,
       activity,
@@ -81,7 +102,7 @@ export async function runWorker(configPath: string, metrics?: MetricHooks, activ
       const secret = Buffer.from(msg.secret, 'hex');
       for (const l of proxy.generation.listeners.values()) if (l.tls) setTicketKeys(l.tls, secret);
     } else if (msg.pcl === 'prepare') {
-      proxy.prepare(msg.id).then(
+      proxy.prepare(msg.id, msg.config).then(
         (g) => {
           pending.set(msg.id, g);
           send({ pcl: 'prepared', id: msg.id, ok: true });
