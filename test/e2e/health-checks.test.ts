@@ -45,14 +45,21 @@ test('HTTP/1.1: 50 clients, one of three endpoints SIGKILLed and restarted, then
   let failed = 0;
   let ok = 0;
   let running = true;
+  // what each failure was, so a red run says why (status and error code, or the client error)
+  const reasons = new Map<string, number>();
+  const why = (r: string) => reasons.set(r, (reasons.get(r) ?? 0) + 1);
   const clients = Array.from({ length: 50 }, async () => {
     while (running) {
       try {
         const r = await get(cli.port, '/load', { agent });
         if (r.status === 200) ok++;
-        else failed++;
-      } catch {
+        else {
+          failed++;
+          why(`${r.status} ${r.body.slice(0, 200)}`);
+        }
+      } catch (err) {
         failed++;
+        why(`client: ${(err as Error).message}`);
       }
     }
   });
@@ -72,7 +79,7 @@ test('HTTP/1.1: 50 clients, one of three endpoints SIGKILLed and restarted, then
   const back = await waitFor('the restarted endpoint taking traffic', () => ups[1]!.lines.some((l) => l.startsWith('req')), 5_000);
   await sleep((LOAD_SECONDS * 1000) / 3);
   await stopClients();
-  assert.equal(failed, 0, `${failed} of ${ok + failed} idempotent requests failed while two endpoints were up`);
+  assert.equal(failed, 0, `${failed} of ${ok + failed} idempotent requests failed while two endpoints were up: ${JSON.stringify([...reasons])}`);
   assert.ok(servedBefore > 0 && ok > 500, `ok=${ok}`);
   // a restart is seen after `healthy` passing probes: interval x healthy + one interval (+ jitter and process start)
   assert.ok(back <= INTERVAL * HEALTHY + INTERVAL + 400, `the restarted endpoint took ${back} ms (restart at ${restartedAt})`);
