@@ -38,8 +38,13 @@ test('HTTP/1.1: 50 clients, one of three endpoints SIGKILLed and restarted, then
   procs.push(...ups);
   const dir = tempDir();
   dirs.push(dir);
-  const cli = await startCli({ workers: 2, listeners: [{ name: 'plain', address: '127.0.0.1:0', routes: [{ upstream: 'app' }] }], upstreams: { app: { endpoints: ups.map((u) => u.url), health_check: hc } } }, { dir });
+  const cli = await startCli({ workers: 2, listeners: [{ name: 'plain', address: '127.0.0.1:0', routes: [{ upstream: 'app' }] }], upstreams: { app: { endpoints: ups.map((u) => u.url), health_check: hc, retry_budget: { percent: 100 } } } }, { dir });
   t.after(() => cli.stop());
+  // percent 100: a SIGKILL resets every request in flight on that endpoint at once (about a
+  // third of 50), and the default budget (20% of requests in flight, at least 3) lets only
+  // some of them be resent at the same moment; on a slow machine, where retries stay in
+  // flight longer, the rest fail. This drill is about failover and health checks; the
+  // budget has its own tests (src/upstream/balancer.test.ts)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 50 });
   t.after(() => agent.destroy());
   let failed = 0;
