@@ -7,6 +7,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import type { BenchPki } from './pki.js';
 import { runTimed } from './proc.js';
+import { shimEnv } from './wrk.js';
 
 export interface H2loadOptions {
   h2load: string;
@@ -51,13 +52,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
   if (o.rpsPerClient !== undefined) args.push(`--rps=${o.rpsPerClient}`);
   if (o.logFile) args.push(`--log-file=${o.logFile}`);
   args.push(o.url);
-  const r = await runTimed([o.h2load, ...args], {
-    ...process.env,
-    LD_PRELOAD: o.shim,
-    BENCH_SHIM_CERT: o.pki.clientChain,
-    BENCH_SHIM_KEY: o.pki.clientKey,
-    BENCH_SHIM_NO_RESUME: '1',
-  });
+  const r = await runTimed([o.h2load, ...args], shimEnv(o.shim, o.pki, true));
   const out = r.stdout;
   // "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout"
   const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);

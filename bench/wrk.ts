@@ -67,17 +67,16 @@ export function parseWrk(out: string): Omit<WrkResult, 'exitCode' | 'output' | '
   };
 }
 
+/** The environment that makes a load generator linked against libssl present the bench client certificate (bench/wrk-shim.c). */
+export function shimEnv(shim: string, pki: BenchPki, noResume: boolean): NodeJS.ProcessEnv {
+  return { ...process.env, LD_PRELOAD: shim, BENCH_SHIM_CERT: pki.clientChain, BENCH_SHIM_KEY: pki.clientKey, BENCH_SHIM_NO_RESUME: noResume ? '1' : '0' };
+}
+
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   const args = ['-t1', `-c${o.connections}`, `-d${o.durationS}s`, '--timeout', '5s', '--latency'];
   if (o.closeEach) args.push('-H', 'Connection: close');
   args.push(o.url);
-  const r = await runTimed([o.wrk, ...args], {
-    ...process.env,
-    LD_PRELOAD: o.shim,
-    BENCH_SHIM_CERT: o.pki.clientChain,
-    BENCH_SHIM_KEY: o.pki.clientKey,
-    BENCH_SHIM_NO_RESUME: o.noResume ? '1' : '0',
-  });
+  const r = await runTimed([o.wrk, ...args], shimEnv(o.shim, o.pki, o.noResume));
   const shim = /wrk-shim: handshakes=(\d+) resumed=(\d+)/.exec(r.stderr);
   const shimErr = r.stderr.replace(/wrk-shim: handshakes=.*\n?/, '').trim();
   return {
