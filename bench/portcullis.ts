@@ -16,8 +16,10 @@ export function portcullisConfig(port: number, adminPort: number, upstreamPort: 
         name: 'bench',
         address: `127.0.0.1:${port}`,
         tls: { cert: pki.serverChain, key: pki.serverKey, client_ca: pki.ca, min_version: 'TLSv1.3' },
-        // idle connections must outlive the 10k-connection ramp-up of the RSS test
-        limits: { idle_timeout: '10m' },
+        // idle connections must outlive the 10k-connection ramp-up of the RSS test, and the
+        // per-worker connection cap (default 1024) must not refuse them (0 = no cap; the bench
+        // raises the open-file limit instead)
+        limits: { idle_timeout: '10m', max_connections: 0 },
         routes: [{ upstream: 'up' }],
       },
     ],

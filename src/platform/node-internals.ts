@@ -166,6 +166,15 @@ export function interceptDestroy(sock: TLSSocket, replacement: (original: (err?:
   return original;
 }
 
+/**
+ * Undoes interceptDestroy: the socket's destroy is the prototype's again, and the wrapper
+ * and what it holds can be collected. Assigned, not deleted: deleting a property turns the
+ * socket's fields into a dictionary (about 3.7 KiB more per connection, measured on Node 24).
+ */
+export function restoreDestroy(sock: TLSSocket): void {
+  sock.destroy = (Object.getPrototypeOf(sock) as TLSSocket).destroy;
+}
+
 // --- the start-up self-test ---------------------------------------------------------------
 
 /** What this runtime lacks of the internals above; empty when everything is as expected. */

@@ -23,7 +23,7 @@ import { reasonMessage } from '../tls/verify-result.js';
 import { attachStapling, type Stapling } from '../tls/ocsp-stapling.js';
 import { SendTimeouts } from './send-timeout.js';
 import { openFileLimit, descriptorsFor } from './fd-limit.js';
-import { interceptDestroy } from '../platform/node-internals.js';
+import { interceptDestroy, restoreDestroy } from '../platform/node-internals.js';
 
 /** Front ends by name; a listener creates the ones its protocol needs. */
 export type FrontendKind = 'http1' | 'h2' | 'tcp';
@@ -85,6 +85,17 @@ function delayFailedHandshakeClose(sock: TLSSocket, secured: () => boolean, fail
     destroy();
   };
 }
+
+/** A connection's handshake deadline and how to end it; emptied once the handshake is done. */
+interface Handshake {
+  timer: NodeJS.Timeout | undefined;
+  /** closes at once, bypassing the courtesy hold of failed handshakes */
+  destroyNow: (() => void) | undefined;
+  sock?: TLSSocket;
+}
+
+/** After the handshake, errors are the front end's (one shared listener keeps the old no-op). */
+function ignoreError(): void {}
 
 /** The access log's view of a verified identity, shared by its connections (identities are shared too). */
 const logClients = new WeakMap<Identity, Record<string, string | undefined>>();
@@ -230,7 +241,11 @@ export class ListenerServer {
     rt.refs.acquire();
     this.frontendsOf(rt).sockets++;
     rt.telemetry.connection(rt.name, 1);
+    // one close listener per connection; it also ends the handshake deadline (hs.timer),
+    // which the handshake drops once it is done, so an idle connection keeps no timer
+    const hs: Handshake = { timer: undefined, destroyNow: undefined };
     raw.once('close', () => {
+      if (hs.timer) clearTimeout(hs.timer);
       this.sockets.delete(raw);
       this.sendTimeouts.unwatch(raw);
       rt.telemetry.connection(rt.name, -1);
@@ -250,37 +265,33 @@ export class ListenerServer {
     // one deadline, limits.handshake_timeout, for reading the ClientHello (when it is
     // peeked) and the whole handshake; a client that never finishes its handshake is not a
     // failed handshake to be polite to (no courtesy hold)
-    let sock: TLSSocket | undefined;
-    let destroyNow: (() => void) | undefined;
-    const timer = setTimeout(() => {
+    hs.timer = setTimeout(() => {
       rt.telemetry.log.debug({ event: 'handshake_timeout', listener: rt.name, remote_addr: remoteAddress }, 'TLS handshake not finished within limits.handshake_timeout; connection closed');
-      if (destroyNow) destroyNow();
-      else (sock ?? raw).destroy();
+      if (hs.destroyNow) hs.destroyNow();
+      else (hs.sock ?? raw).destroy();
     }, rt.cfg.limits.handshake_timeout);
-    raw.once('close', () => clearTimeout(timer));
-    const begin = (hint: ClientHelloHint | undefined) => {
-      sock = this.handshake(raw, rt, remoteAddress, timer, hint, (d) => (destroyNow = d));
-    };
     if (!rt.tls.peekHello) {
-      begin(undefined);
+      this.handshake(raw, rt, remoteAddress, hs, undefined);
       return;
     }
     peekClientHello(raw, (hint) => {
       try {
-        begin(hint);
+        this.handshake(raw, rt, remoteAddress, hs, hint);
       } catch (err) {
         connectionError({ listener: rt, remoteAddress }, raw, err, 'accept');
       }
     });
   }
 
-  private handshake(raw: Socket, rt: ListenerRuntime, remoteAddress: string, timer: NodeJS.Timeout, hint: ClientHelloHint | undefined, setDestroyNow: (d: () => void) => void): TLSSocket {
+  private handshake(raw: Socket, rt: ListenerRuntime, remoteAddress: string, hs: Handshake, hint: ClientHelloHint | undefined): void {
     const sock = startHandshake(raw, rt.tls!, alpnFor(rt), this.server, hint);
+    hs.sock = sock;
     this.sendTimeouts.setOuter(raw, sock);
     let secured = false;
     let reported = false;
     const onFailure = (err: Error & { code?: string }) => {
-      clearTimeout(timer);
+      if (hs.timer) clearTimeout(hs.timer);
+      hs.timer = undefined;
       if (secured || reported) return;
       reported = true;
       const noCert = err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE';
@@ -288,23 +299,36 @@ export class ListenerServer {
       const msg = noCert ? reasonMessage('no_cert') : `TLS handshake failed: ${err.code ?? err.message}`;
       this.handshakeFailed(rt, remoteAddress, null, reason, msg, undefined);
     };
-    setDestroyNow(delayFailedHandshakeClose(sock, () => secured, onFailure, this.held));
-    sock.once('secure', () => {
-      secured = true;
-      clearTimeout(timer);
-      // OpenSSL refuses a TLS 1.2 renegotiation (SSL_OP_NO_RENEGOTIATION, listener-tls.ts)
-      // but Node still reports the attempt as another 'secure'; a client that tries is
-      // closed, as nginx does, rather than left to try again
-      sock.on('secure', () => this.renegotiationAttempt(sock, rt, remoteAddress));
-      // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
-      this.afterHandshake(sock, rt, remoteAddress, hint).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
-    });
-    sock.on('error', (err: Error & { code?: string }) => {
+    hs.destroyNow = delayFailedHandshakeClose(sock, () => secured, onFailure, this.held);
+    const onError = (err: Error & { code?: string }) => {
       if (secured) return;
       onFailure(err);
       sock.destroy();
+    };
+    sock.once('secure', () => {
+      secured = true;
+      if (hs.timer) clearTimeout(hs.timer);
+      // what only the handshake needed goes now, so an idle connection does not keep it
+      // (the timer, the held-close wrapper and its closures, this error handler's scope)
+      hs.timer = undefined;
+      hs.destroyNow = undefined;
+      hs.sock = undefined;
+      restoreDestroy(sock);
+      sock.off('error', onError);
+      sock.on('error', ignoreError);
+      // OpenSSL refuses a TLS 1.2 renegotiation (SSL_OP_NO_RENEGOTIATION, listener-tls.ts)
+      // but Node still reports the attempt as another 'secure'; a client that tries is
+      // closed, as nginx does, rather than left to try again
+      this.refuseRenegotiation(sock, rt, remoteAddress);
+      // TLS data that arrives meanwhile stays buffered in the socket until a front end reads
+      this.afterHandshake(sock, rt, remoteAddress, hint).catch((err: unknown) => connectionError({ listener: rt, remoteAddress }, sock, err, 'after handshake'));
     });
-    return sock;
+    sock.on('error', onError);
+  }
+
+  /** Its own method so that the listener, kept for the connection's life, holds no handshake state. */
+  private refuseRenegotiation(sock: TLSSocket, rt: ListenerRuntime, remoteAddress: string): void {
+    sock.on('secure', () => this.renegotiationAttempt(sock, rt, remoteAddress));
   }
 
   /** Closes a connection that tried to renegotiate (the attempt itself was refused by OpenSSL). */
