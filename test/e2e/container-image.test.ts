@@ -10,11 +10,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT, certArgs, curl, startEchoUpstream, tempDir, type EchoUpstream } from '../helpers/proxy.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { freePort } from '../helpers/ports.js';
 
 const SIMULATE = join(REPO_ROOT, 'deploy', 'container', 'simulate.sh');
 
@@ -104,14 +104,6 @@ let exit: Promise<number | null>;
 let onSlow: () => void;
 const slowArrived = new Promise<void>((r) => (onSlow = r));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function simulate(args: string[], timeoutMs = 60_000) {
   const r = spawnSync('bash', [SIMULATE, ...args], { encoding: 'utf8', timeout: timeoutMs });

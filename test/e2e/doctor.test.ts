@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { spawn, spawnSync } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { issueCert } from '../../src/pki/issue.js';
 import { startCli, startEchoUpstream, tlsListener, type EchoUpstream, type RunningCli } from '../helpers/proxy.js';
+import { freePort } from '../helpers/ports.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/portcullis.js', import.meta.url));
 let pki: TestPki;
@@ -183,14 +184,6 @@ test('against the portcullis proxy: certificate required, and a foreign CA named
   assert.equal(up.received.length, 1);
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** openssl s_server (tests only) sends the precise TLS alert for each verification failure. */
 async function sServer(t: { after: (fn: () => void) => void }, extra: string[] = []): Promise<string> {

@@ -12,6 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { makeTestPki, type TestPki, type PkiEntry } from '../helpers/pki.js';
 import { startCli, tempDir, cleanup, type RunningCli } from '../helpers/proxy.js';
 import { parseV1, parseV2, SIGNATURE } from '../helpers/proxy-protocol.js';
+import { freePort } from '../helpers/ports.js';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx', 'nginx'].find((p) => spawnSync(p, ['-v']).status === 0);
 const skipNginx = NGINX ? false : 'nginx is not installed (apt-get install -y nginx); skipping the real PROXY-protocol server checks';
@@ -24,13 +25,6 @@ let nginx: ChildProcess | undefined;
 const captured: Buffer[][] = [];
 let raw: net.Server;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function waitListening(port: number, exited: Promise<unknown>): Promise<void> {
   const end = Date.now() + 10_000;

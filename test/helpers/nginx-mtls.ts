@@ -5,8 +5,9 @@
 // tests assert on what the upstream actually received rather than on a status code.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
+import { freePorts } from './ports.js';
 
 /** The nginx binary, or undefined where nginx is not installed. */
 export const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p) && spawnSync(p, ['-v']).status === 0);
@@ -29,14 +30,7 @@ export interface MtlsNginx {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports.js';
 
 async function waitListening(port: number, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -81,7 +75,8 @@ export async function startMtlsNginx(dir: string, sites: NginxSite[]): Promise<M
   if (!NGINX) throw new Error('nginx is not installed');
   mkdirSync(dir, { recursive: true });
   const ports: Record<string, number> = {};
-  for (const s of sites) ports[s.name] = await freePort();
+  const allocated = await freePorts(sites.length);
+  sites.forEach((s, i) => (ports[s.name] = allocated[i]!));
   const body = FIELDS.filter(([k]) => k !== 'status').map(([k, v]) => `${k}=${v}\\n`).join('');
   const headers = FIELDS.filter(([k]) => k !== 'status').map(([k, v]) => `      add_header X-Seen-${k.replace(/_/g, '-')} "${v}" always;`).join('\n');
   const logFormat = `{${FIELDS.map(([k, v]) => `"${k}":"${v}"`).join(',')}}`;

@@ -4,6 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync, readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
 
 export interface IndexEntry {
   /** uppercase hex, as issueCert returns it */
@@ -62,13 +63,7 @@ export function respondOnce(dir: string, f: ResponderFiles, request: Buffer, ext
   return readFileSync(respFile);
 }
 
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+export { freePort } from './ports.js';
 
 export interface RunningResponder {
   url: string;

@@ -2,7 +2,7 @@
 // port): HTTP/1.1 or h2c servers that answer every request with JSON naming the server,
 // count /healthz probes, and, with `delayMs`, answer slowly. Also a raw TCP echo.
 import { spawn, type ChildProcess } from 'node:child_process';
-import net, { type AddressInfo } from 'node:net';
+import { freePort } from './ports.js';
 
 export interface UpstreamProcess {
   port: number;
@@ -35,13 +35,7 @@ else server = require('node:http').createServer({ keepAliveTimeout: 60000 }, han
 server.listen(port, '127.0.0.1', () => console.log('listening'));
 `;
 
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+export { freePort } from './ports.js';
 
 export async function startUpstreamProcess(name: string, opts: { kind?: 'http' | 'h2c' | 'tcp'; delayMs?: number; port?: number } = {}): Promise<UpstreamProcess> {
   const kind = opts.kind ?? 'http';
