@@ -104,7 +104,6 @@ let exit: Promise<number | null>;
 let onSlow: () => void;
 const slowArrived = new Promise<void>((r) => (onSlow = r));
 
-
 function simulate(args: string[], timeoutMs = 60_000) {
   const r = spawnSync('bash', [SIMULATE, ...args], { encoding: 'utf8', timeout: timeoutMs });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };

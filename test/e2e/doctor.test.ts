@@ -184,7 +184,6 @@ test('against the portcullis proxy: certificate required, and a foreign CA named
   assert.equal(up.received.length, 1);
 });
 
-
 /** openssl s_server (tests only) sends the precise TLS alert for each verification failure. */
 async function sServer(t: { after: (fn: () => void) => void }, extra: string[] = []): Promise<string> {
   const port = await freePort();

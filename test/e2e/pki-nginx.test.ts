@@ -25,7 +25,6 @@ function must(r: { code: number; out: string; err: string }): string {
   return r.out;
 }
 
-
 async function waitListening(port: number, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {

@@ -25,7 +25,6 @@ let nginx: ChildProcess | undefined;
 const captured: Buffer[][] = [];
 let raw: net.Server;
 
-
 async function waitListening(port: number, exited: Promise<unknown>): Promise<void> {
   const end = Date.now() + 10_000;
   let gone = false;
