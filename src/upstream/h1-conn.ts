@@ -9,6 +9,19 @@ import { contentLength, keepAliveHint, upstreamError } from './h1-wire.js';
 import type { UpstreamOverloaded, Waiter } from './limiter.js';
 import type { H1Call, H1Handler, H1Pool, H1Request } from './h1-pool.js';
 
+/**
+ * Read buffer. A cleartext upstream socket reads into one buffer of its own (net's
+ * documented `onread` option) instead of a fresh 64 KiB allocation per read. Those
+ * allocations are memory outside V8's heap; at hundreds of MB/s they made V8 run a full
+ * mark-compact several times a second (74 in a 1 GiB download, 1 with the buffer), which
+ * cost about a third of the proxy's throughput. Body bytes are handed on as views of the
+ * buffer (`borrowed`): the consumer keeps reading paused until its writes have left the
+ * queue, so the next read never overwrites bytes still waiting to be sent. Header bytes
+ * are safe: Node's parser copies what it keeps between reads. TLS upstreams read as
+ * before (tls.connect has no such option).
+ */
+const READ_BUFFER_BYTES = 64 * 1024;
+
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** A restartable one-shot timer: restarting with the same duration reuses the timer (refresh), so a request costs no allocation. Callbacks check state, so a stale firing is harmless. */
 class Countdown {
@@ -117,6 +130,8 @@ export class H1Conn {
   readonly bodyTimer = new Countdown(() => this.onBodyTimeout());
   private readonly idleTimer = new Countdown(() => this.idle && this.destroy());
   private connecting = true;
+  /** onData is looking at the read buffer (see "Read buffer") */
+  private borrowing = false;
   private keepAliveMs: number;
 
   constructor(readonly pool: H1Pool) {
@@ -131,7 +146,12 @@ export class H1Conn {
       s.setNoDelay(true);
       this.socket = s;
     } else {
-      this.socket = net.connect({ host, port, noDelay: true });
+      this.socket = net.connect({
+        host,
+        port,
+        noDelay: true,
+        onread: { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer) },
+      });
       this.socket.once('connect', () => this.connected());
     }
     if (o.connectTimeout > 0) this.connectTimer.start(o.connectTimeout);
@@ -148,7 +168,7 @@ export class H1Conn {
     p[HTTPParser.kOnMessageComplete] = this.onMessageComplete.bind(this);
     this.parser = p;
     const sock = this.socket;
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (o.tls) sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('end', () => this.onEnd());
     sock.on('error', (err: Error) => this.fail(err));
     sock.on('close', () => this.onClose());
@@ -250,11 +270,12 @@ export class H1Conn {
     return HEAD_HAS_BODY;
   }
 
-  private onBody(chunk: Buffer): void {
+  /** A chunk of the parser's (a copy) or a view of the read buffer (borrowed). */
+  private onBody(chunk: Buffer, borrowed = false): void {
     const ex = this.ex;
     if (!ex || ex.done) return;
     if (ex.req.bodyTimeout > 0) this.bodyTimer.start(ex.req.bodyTimeout);
-    if (!ex.handler.onResponseData(chunk) && !this.paused) {
+    if (!ex.handler.onResponseData(chunk, borrowed) && !this.paused) {
       this.paused = true;
       this.socket.pause();
     }
@@ -287,6 +308,14 @@ export class H1Conn {
     ex.handler.onResponseEnd(trailers);
   }
 
+  /** A read into the socket's own buffer (see "Read buffer"); false stops reading. */
+  private onRead(n: number, buf: Buffer): boolean {
+    this.borrowing = true;
+    this.onData(buf.subarray(0, n));
+    this.borrowing = false;
+    return !this.paused;
+  }
+
   private onData(chunk: Buffer): void {
     let off = 0;
     if (this.bodyLeft === 0) {
@@ -310,7 +339,7 @@ export class H1Conn {
     if (avail > 0) {
       const n = avail < this.bodyLeft ? avail : this.bodyLeft;
       this.bodyLeft -= n;
-      this.onBody(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+      this.onBody(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n), this.borrowing);
       off += n;
     }
     if (this.bodyLeft > 0 || this.socket.destroyed) return;

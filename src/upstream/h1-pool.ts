@@ -59,8 +59,13 @@ export interface H1Request {
 export interface H1Handler {
   /** headers as received: [name, value, ...], names in their original case */
   onResponseStart(status: number, headers: string[], statusMessage: string): void;
-  /** false: the consumer is full; reading pauses until the call's resume() */
-  onResponseData(chunk: Buffer): boolean;
+  /**
+   * false: the consumer is full; reading pauses until the call's resume().
+   * borrowed: the chunk is a view of the connection's read buffer, which the next read
+   * overwrites. The consumer returns true only when nothing of it is still queued, and
+   * otherwise calls resume() once its queue is empty (see h1-conn.ts, "Read buffer").
+   */
+  onResponseData(chunk: Buffer, borrowed: boolean): boolean;
   /** trailers as received, [name, value, ...] */
   onResponseEnd(trailers: string[] | undefined): void;
   onResponseError(err: Error & { code?: string }): void;

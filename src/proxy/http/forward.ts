@@ -52,7 +52,10 @@ export interface ResponseSink {
    * endStream: the upstream said there is no body and no trailers (gRPC trailers-only).
    */
   start(status: number, headers: HeaderMap | string[], statusMessage: string | undefined, endStream: boolean): void;
-  write(chunk: Buffer): boolean;
+  /** flushed: called when this chunk has left the queue (written, or the write failed) */
+  write(chunk: Buffer, flushed?: () => void): boolean;
+  /** bytes written but not yet handed to the kernel or the TLS layer */
+  queued(): number;
   onceDrain(cb: () => void): void;
   end(trailers: HeaderMap | undefined): void;
   /** calls cb if the client goes away before end(); returns an unsubscribe function */
@@ -115,6 +118,7 @@ class Forwarding implements H1Handler {
   call: H1Call | undefined;
   private readonly unsubscribe: () => void;
   private onDrain: (() => void) | undefined;
+  private onFlushed: (() => void) | undefined;
 
   constructor(
     private readonly sink: ResponseSink,
@@ -138,10 +142,12 @@ class Forwarding implements H1Handler {
     this.sink.start(statusCode, filterRawResponseHeaders(headers), statusMessage, false);
   }
 
-  onResponseData(chunk: Buffer): boolean {
+  onResponseData(chunk: Buffer, borrowed: boolean): boolean {
     this.bytesOut += chunk.length;
-    if (this.sink.write(chunk)) return true;
-    this.sink.onceDrain((this.onDrain ??= () => this.call?.resume()));
+    // a borrowed chunk must have left the client's queue before the upstream reads on
+    const ok = borrowed ? this.sink.write(chunk, (this.onFlushed ??= () => this.sink.queued() === 0 && this.call?.resume())) : this.sink.write(chunk);
+    if (ok && (!borrowed || this.sink.queued() === 0)) return true;
+    if (!ok) this.sink.onceDrain((this.onDrain ??= () => this.call?.resume()));
     return false;
   }
 

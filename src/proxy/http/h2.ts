@@ -80,6 +80,11 @@ interface H2Sink extends ResponseSink {
   readonly ended: boolean;
 }
 
+function clearDrainTimer(t: NodeJS.Timeout | undefined): undefined {
+  if (t) clearTimeout(t);
+  return undefined;
+}
+
 function streamSink(stream: ServerHttp2Stream, isHead: boolean, sendTimeout: number, onSendTimeout: () => void): H2Sink {
   let status = 0;
   let drainTimer: NodeJS.Timeout | undefined;
@@ -123,16 +128,27 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean, sendTimeout: num
       stream.respond(h, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers(trailers ?? {}));
     },
-    write(chunk) {
+    write(chunk, flushed) {
       if (ended || stream.destroyed) return true;
-      return stream.write(chunk);
+      if (!flushed) return stream.write(chunk);
+      const ok = stream.write(chunk, () => {
+        if (stream.writableLength === 0) drainTimer = clearDrainTimer(drainTimer);
+        flushed();
+      });
+      // the caller waits for this chunk to leave the queue: bounded like a drain (below)
+      if (stream.writableLength > 0 && sendTimeout > 0 && !drainTimer) drainTimer = setTimeout(onSendTimeout, sendTimeout).unref();
+      return ok;
+    },
+    queued() {
+      return ended || stream.destroyed ? 0 : stream.writableLength;
     },
     onceDrain(cb) {
       // limits.send_timeout for a client that reads its socket but grants this stream no
       // flow-control window: the listener's socket-level check (send-timeout.ts) cannot see it
+      drainTimer = clearDrainTimer(drainTimer);
       if (sendTimeout > 0) drainTimer = setTimeout(onSendTimeout, sendTimeout).unref();
       stream.once('drain', () => {
-        clearTimeout(drainTimer);
+        drainTimer = clearDrainTimer(drainTimer);
         cb();
       });
     },

@@ -281,8 +281,12 @@ class Http1Sink implements ResponseSink {
     if (statusMessage) res.statusMessage = statusMessage;
     for (const k in headers) res.setHeader(k, headers[k]!);
   }
-  write(chunk: Buffer): boolean {
-    return this.res.write(chunk);
+  write(chunk: Buffer, flushed?: () => void): boolean {
+    return flushed ? this.res.write(chunk, flushed) : this.res.write(chunk);
+  }
+  queued(): number {
+    const res = this.res;
+    return res.destroyed ? 0 : res.writableLength;
   }
   onceDrain(cb: () => void): void {
     this.res.once('drain', cb);
