@@ -254,11 +254,12 @@ export class H1Conn {
     this.keepAliveMs = hint > 0 && (this.pool.options.idleTimeout === 0 || hint < this.pool.options.idleTimeout) ? hint : this.pool.options.idleTimeout;
     if (ex.req.bodyTimeout > 0) this.bodyTimer.start(ex.req.bodyTimeout);
     else this.bodyTimer.stop();
-    ex.handler.onResponseStart(status, raw, statusMessage);
     // a response to HEAD has no body whatever its headers say
+    const noBody = ex.req.method === 'HEAD' || status === 204 || status === 304;
+    const len = noBody ? 0 : contentLength(raw);
+    ex.handler.onResponseStart(status, raw, statusMessage, len >= 0);
     if (ex.req.method === 'HEAD') return HEAD_NO_BODY;
-    if (status !== 204 && status !== 304) {
-      const len = contentLength(raw);
+    if (!noBody) {
       if (len > 0) {
         // A body of known length is sliced from the socket's chunks here, not copied
         // chunk by chunk by the parser (its on_body copies): 2 = "upgrade", which makes

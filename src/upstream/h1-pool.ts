@@ -58,7 +58,8 @@ export interface H1Request {
 
 export interface H1Handler {
   /** headers as received: [name, value, ...], names in their original case */
-  onResponseStart(status: number, headers: string[], statusMessage: string): void;
+  /** lengthKnown: a content-length body or none, so no trailers can follow */
+  onResponseStart(status: number, headers: string[], statusMessage: string, lengthKnown: boolean): void;
   /**
    * false: the consumer is full; reading pauses until the call's resume().
    * borrowed: the chunk is a view of the connection's read buffer, which the next read

@@ -17,7 +17,24 @@ const fx = useProxy(({ pki, up }) => ({
             { name: 'main', upstream: 'app' },
           ] }),
       ],
-      upstreams: { app: { endpoints: [up.url] } } }));
+      upstreams: { app: { endpoints: [up.url] } } }), {
+  // /trailers: a chunked body with a trailer section; /sized: a body with a content-length
+  upstream: (req, res) => {
+    if (req.url === '/trailers') {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+      res.write('part one, ');
+      res.addTrailers({ 'x-checksum': 'abc123' });
+      res.end('part two');
+      return true;
+    }
+    if (req.url === '/sized') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 11 });
+      res.end('sized body!');
+      return true;
+    }
+    return false;
+  },
+});
 
 const url = (path: string) => `https://localhost:${fx.cli.port}${path}`;
 
@@ -171,4 +188,33 @@ test('Node https (no ALPN h2) still speaks HTTP/1.1, and h2 requests are logged 
   assert.equal(line.route, 'main');
   assert.equal(line.method, 'GET');
   assert.equal((line.client as { spiffe_id: string }).spiffe_id, 'spiffe://example.org/ns/prod/sa/payment');
+});
+
+test('an HTTP/1.1 upstream\'s chunked trailers reach an h2 client; a content-length body ends with its data and carries none', async () => {
+  const s = connect();
+  try {
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string; trailers: http2.IncomingHttpHeaders | undefined }>((resolve, reject) => {
+        const req = s.request({ ':path': path });
+        let status = 0;
+        let body = '';
+        let trailers: http2.IncomingHttpHeaders | undefined;
+        req.setEncoding('utf8');
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.on('trailers', (t) => (trailers = t));
+        req.on('data', (d: string) => (body += d));
+        req.on('end', () => resolve({ status, body, trailers }));
+        req.on('error', reject);
+      });
+    const t = await get('/trailers');
+    assert.equal(t.status, 200);
+    assert.equal(t.body, 'part one, part two');
+    assert.equal(t.trailers?.['x-checksum'], 'abc123');
+    const sized = await get('/sized');
+    assert.equal(sized.status, 200);
+    assert.equal(sized.body, 'sized body!');
+    assert.equal(sized.trailers, undefined);
+  } finally {
+    s.close();
+  }
 });

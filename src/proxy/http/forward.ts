@@ -50,8 +50,10 @@ export interface ResponseSink {
    * headers: a map, or [name, value, ...] as the HTTP/1.1 upstream sent them (already
    * filtered), which an HTTP/1.1 client gets without an intermediate map.
    * endStream: the upstream said there is no body and no trailers (gRPC trailers-only).
+   * trailers: trailers may follow the body (default true); false for an HTTP/1.1
+   * response with a content-length, whose end needs no trailer section.
    */
-  start(status: number, headers: HeaderMap | string[], statusMessage: string | undefined, endStream: boolean): void;
+  start(status: number, headers: HeaderMap | string[], statusMessage: string | undefined, endStream: boolean, trailers?: boolean): void;
   /** flushed: called when this chunk has left the queue (written, or the write failed) */
   write(chunk: Buffer, flushed?: () => void): boolean;
   /** bytes written but not yet handed to the kernel or the TLS layer */
@@ -137,9 +139,9 @@ class Forwarding implements H1Handler {
     this.done(r);
   }
 
-  onResponseStart(statusCode: number, headers: string[], statusMessage: string): void {
+  onResponseStart(statusCode: number, headers: string[], statusMessage: string, lengthKnown: boolean): void {
     if (this.sink.closed) return;
-    this.sink.start(statusCode, filterRawResponseHeaders(headers), statusMessage, false);
+    this.sink.start(statusCode, filterRawResponseHeaders(headers), statusMessage, false, !lengthKnown);
   }
 
   onResponseData(chunk: Buffer, borrowed: boolean): boolean {

@@ -113,7 +113,7 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean, sendTimeout: num
     get ended() {
       return ended;
     },
-    start(st, headers, _statusMessage, endStream) {
+    start(st, headers, _statusMessage, endStream, mayTrail = true) {
       if (headersSent || stream.destroyed) return;
       status = st;
       headersSent = true;
@@ -122,6 +122,11 @@ function streamSink(stream: ServerHttp2Stream, isHead: boolean, sendTimeout: num
         // nothing follows: a trailers-only gRPC answer must stay one HEADERS frame
         ended = true;
         stream.respond(h, { endStream: true });
+        return;
+      }
+      if (!mayTrail) {
+        // a body of known length: the stream ends with its last DATA frame
+        stream.respond(h);
         return;
       }
       // trailers are known only at the end; Node sends an empty DATA frame when there are none
