@@ -244,14 +244,19 @@ test('a client that reads slowly but keeps reading is not closed, however long t
   sock.write('GET /stream/slow HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await once(sock, 'data');
   sock.pause();
-  // about 3 send_timeouts, taking bytes for a moment every 300 ms
+  // About 3 send_timeouts at ~5 MB/s: every 100 ms the client takes 512 KiB, then stops.
+  // The pace is set in bytes, not in reading time: the kernel tells the proxy its socket
+  // has room again only once about a third of the send buffer (up to 4 MiB on Linux) has
+  // drained, so a reader that took a few KB per send_timeout would rightly count as stuck,
+  // and a time-sliced reader takes next to nothing when the machine is busy.
   const start = performance.now();
   let read = 0;
   sock.on('data', (d: Buffer) => (read += d.length));
   while (performance.now() - start < 3 * SEND_TIMEOUT_MS && !closed) {
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 100));
+    const target = read + 512 * 1024;
     sock.resume();
-    await new Promise((r) => setTimeout(r, 2));
+    await waitFor(() => read >= target || closed, 5000);
     sock.pause();
   }
   assert.equal(closed, false, `the proxy closed a client that was still reading (${read} bytes read)`);
