@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { HTTPParser, HEAD_HAS_BODY, HEAD_NO_BODY, HEAD_STOP, type NativeParser } from '../platform/node-internals.js';
-import { contentLength, keepAliveHint, upstreamError } from './h1-wire.js';
+import { ChunkedDecoder, contentLength, keepAliveHint, plainChunked, upstreamError } from './h1-wire.js';
 import type { UpstreamOverloaded, Waiter } from './limiter.js';
 import type { H1Call, H1Handler, H1Pool, H1Request } from './h1-pool.js';
 
@@ -124,6 +124,9 @@ export class H1Conn {
   private informational = false;
   /** reading a content-length body ourselves, without the parser: bytes still to come */
   private bodyLeft = 0;
+  /** reading a chunked body ourselves, without the parser */
+  private chunked: ChunkedDecoder | null = null;
+  private readonly onPiece = (piece: Buffer) => this.onBody(piece, this.borrowing);
   private flushed: string[] = [];
   private readonly connectTimer = new Countdown(() => this.onConnectTimeout());
   private readonly headersTimer = new Countdown(() => this.onHeadersTimeout());
@@ -260,11 +263,15 @@ export class H1Conn {
     ex.handler.onResponseStart(status, raw, statusMessage, len >= 0);
     if (ex.req.method === 'HEAD') return HEAD_NO_BODY;
     if (!noBody) {
+      // A body of known length, or plainly chunked, is sliced from the socket's chunks
+      // here, not copied piece by piece by the parser (its on_body copies): HEAD_STOP
+      // makes llhttp stop right after the head; it is re-initialized after the body.
       if (len > 0) {
-        // A body of known length is sliced from the socket's chunks here, not copied
-        // chunk by chunk by the parser (its on_body copies): 2 = "upgrade", which makes
-        // llhttp stop right after the head; it is re-initialized after the body.
         this.bodyLeft = len;
+        return HEAD_STOP;
+      }
+      if (len < 0 && plainChunked(raw)) {
+        this.chunked = new ChunkedDecoder(this.pool.options.maxHeaderSize || 16 * 1024);
         return HEAD_STOP;
       }
     }
@@ -284,7 +291,7 @@ export class H1Conn {
 
   private onMessageComplete(): void {
     // llhttp reports the "upgrade" (see onHead) as a complete message: the body follows
-    if (this.bodyLeft > 0) return;
+    if (this.bodyLeft > 0 || this.chunked) return;
     if (this.informational) {
       this.informational = false;
       return;
@@ -319,19 +326,37 @@ export class H1Conn {
 
   private onData(chunk: Buffer): void {
     let off = 0;
-    if (this.bodyLeft === 0) {
+    if (this.bodyLeft === 0 && !this.chunked) {
       const r = this.parser.execute(chunk);
       if (r instanceof Error) {
         this.fail(upstreamError((r as Error & { code?: string }).code ?? 'HPE_INVALID', `the upstream's response could not be parsed (${(r as Error & { code?: string }).code ?? r.message})`));
         return;
       }
-      if (this.bodyLeft === 0) {
+      if (this.bodyLeft === 0 && !this.chunked) {
         this.settle();
         return;
       }
       off = r; // the head ended here; the rest is body
     }
-    this.takeBody(chunk, off);
+    if (this.chunked) this.takeChunked(this.chunked, chunk, off);
+    else this.takeBody(chunk, off);
+  }
+
+  /** A chunked body, decoded here (zero copy, see ChunkedDecoder). */
+  private takeChunked(dec: ChunkedDecoder, chunk: Buffer, off: number): void {
+    const r = dec.feed(chunk, off, this.onPiece);
+    if (r === -1 || this.socket.destroyed) return;
+    if (r instanceof Error) {
+      this.chunked = null;
+      this.fail(r);
+      return;
+    }
+    this.chunked = null;
+    this.flushed = dec.trailers;
+    this.parser.initialize(HTTPParser.RESPONSE, {}, this.pool.options.maxHeaderSize ?? 0, 0);
+    this.onMessageComplete();
+    if (r < chunk.length) this.broken = true;
+    this.settle();
   }
 
   /** A content-length body, sliced from the socket's chunks (zero copy). */

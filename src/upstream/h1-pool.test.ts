@@ -561,6 +561,81 @@ test('chunked response trailers reach onResponseEnd, [name, value, ...] as recei
   assert.equal(up.sockets.length, 1);
 });
 
+test('a chunked body written a few bytes at a time, and a large one read under backpressure, arrive whole; the socket is reused', OPTS, async (t) => {
+  const big = randomBytes(3 * 1024 * 1024);
+  const up = await rawUpstream(t, (sock) =>
+    onRequestHeads(sock, (head) => {
+      if (head.startsWith('GET /dribble')) {
+        const wire = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n', 'latin1');
+        let off = 0;
+        const step = (): void => {
+          if (off >= wire.length || sock.destroyed) return;
+          sock.write(wire.subarray(off, off + 3));
+          off += 3;
+          setTimeout(step, 1);
+        };
+        step();
+        return;
+      }
+      sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+      for (let o = 0; o < big.length; o += 100_000) {
+        const part = big.subarray(o, o + 100_000);
+        sock.write(`${part.length.toString(16)}\r\n`);
+        sock.write(part);
+        sock.write('\r\n');
+      }
+      sock.write('0\r\n\r\n');
+    }),
+  );
+  const pool = newPool(t, up.port);
+  const a = await fetchOnce(pool, { path: '/dribble' });
+  assert.equal(a.body.toString(), 'hello world');
+  assert.deepEqual(a.rawTrailers, ['X-T', '1']);
+  let call: H1Call | undefined;
+  let pauses = 0;
+  const { done } = send(pool, { path: '/big' }, (_chunk, c) => {
+    call = c;
+    pauses++;
+    setTimeout(() => c.resume(), 1);
+    return false;
+  });
+  const b = await done;
+  assert.ok(call);
+  assert.ok(pauses > 1);
+  assert.equal(sha(b.body), sha(big));
+  assert.equal(up.sockets.length, 1, 'both responses on one socket');
+});
+
+test('a malformed chunked body fails the request with its HPE_ code and closes the socket; the next request gets a fresh one', OPTS, async (t) => {
+  const up = await rawUpstream(t, (sock, i) =>
+    onRequestHeads(sock, () => {
+      if (i === 0) sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n');
+      else sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+    }),
+  );
+  const pool = newPool(t, up.port);
+  const err = await failure(fetchOnce(pool));
+  assert.equal(err.code, 'HPE_STRICT');
+  assert.match(err.message, /chunked body is malformed/);
+  await up.closedAt(0);
+  assert.equal((await fetchOnce(pool)).body.toString(), 'abc');
+  assert.equal(up.sockets.length, 2);
+});
+
+test('bytes after a chunked body (an unasked-for response) close the socket', OPTS, async (t) => {
+  const up = await rawUpstream(t, (sock, i) =>
+    onRequestHeads(sock, () => {
+      if (i === 0) sock.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra');
+      else sock.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nclean');
+    }),
+  );
+  const pool = newPool(t, up.port);
+  assert.equal((await fetchOnce(pool)).body.toString(), 'ok');
+  await up.closedAt(0);
+  assert.equal((await fetchOnce(pool)).body.toString(), 'clean');
+  assert.equal(up.sockets.length, 2);
+});
+
 test('repeated response headers (two set-cookie) both arrive, in order and original case', OPTS, async (t) => {
   const up = await rawUpstream(t, (sock) =>
     onRequestHeads(sock, () => sock.write('HTTP/1.1 201 Created Here\r\nSet-Cookie: a=1\r\nX-One: 1\r\nset-cookie: b=2; Path=/\r\ncontent-length: 0\r\n\r\n')),
