@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChunkedDecoder, plainChunked } from './h1-wire.js';
+import { HTTPParser, HEAD_HAS_BODY } from '../platform/node-internals.js';
 
 interface Decoded {
   body: string;
@@ -124,4 +125,71 @@ test('plainChunked: only a lone "chunked" coding without content-length', () => 
   assert.equal(plainChunked(['Transfer-Encoding', 'chunked', 'Content-Length', '3']), false);
   assert.equal(plainChunked(['Content-Length', '3']), false);
   assert.equal(plainChunked([]), false);
+});
+
+/** How llhttp (Node's own parser, strict mode) reads `wire` as the body of a chunked response. */
+function viaLlhttp(wire: Buffer): string {
+  const p = new HTTPParser();
+  p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+  let body = '';
+  let done = false;
+  const trailers: string[] = [];
+  p[HTTPParser.kOnHeadersComplete] = () => HEAD_HAS_BODY;
+  p[HTTPParser.kOnBody] = (b: Buffer) => void (body += b.toString('latin1'));
+  p[HTTPParser.kOnHeaders] = (h: string[]) => void trailers.push(...h);
+  p[HTTPParser.kOnMessageComplete] = () => void (done = true);
+  const head = Buffer.from('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+  let r = p.execute(Buffer.concat([head, wire]));
+  // bytes after the body: llhttp reads them as the next message (or refuses them), the
+  // decoder reports where the body ended; either way this response is all there is
+  if (done && (r instanceof Error || r < head.length + wire.length)) return 'extra';
+  // an unfinished body: end the open lines, one CRLF at a time, as ours is fed below
+  for (let k = 0; k < 3 && !(r instanceof Error) && !done; k++) r = p.execute(Buffer.from('\r\n'));
+  p.close();
+  if (r instanceof Error) return 'refused';
+  return done ? `ok ${body} ${JSON.stringify(trailers)}` : 'unfinished';
+}
+
+/** The decoder's verdict; bytes after the body are 'extra' (the connection closes), with where the body ended. */
+function viaDecoder(wire: Buffer): string {
+  const d = new ChunkedDecoder(16 * 1024);
+  let body = '';
+  let r = d.feed(wire, 0, (b) => (body += b.toString('latin1')));
+  if (typeof r === 'number' && r >= 0 && r < wire.length) return `extra ${r}`;
+  for (let k = 0; k < 3 && r === -1; k++) r = d.feed(Buffer.from('\r\n'), 0, () => undefined);
+  if (r instanceof Error) return 'refused';
+  return r >= 0 ? `ok ${body} ${JSON.stringify(d.trailers)}` : 'unfinished';
+}
+
+test('differential: on 20,000 mutated chunked bodies the decoder accepts, refuses and decodes exactly as llhttp does', () => {
+  const bases = ['3\r\nabc\r\n0\r\n\r\n', '5;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n', 'A\r\n0123456789\r\n0\r\n\r\n', '1;q="x y";r\r\nz\r\n0\r\nA: 1\r\nB:2\r\n\r\n'];
+  const alphabet = ['0', '1', '3', 'a', 'F', 'g', ' ', '\t', ';', '=', '"', '\\', '\r', '\n', '\r\n', 'x', ':', 'X-A', '\0', '\x7f', '\xe9', '-', '+'];
+  let seed = 17;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const differ: string[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    let s = bases[rnd(bases.length)]!;
+    for (let j = 1 + rnd(3); j > 0; j--) {
+      const at = rnd(s.length + 1);
+      const t = alphabet[rnd(alphabet.length)]!;
+      const op = rnd(3);
+      s = op === 0 ? s.slice(0, at) + t + s.slice(at) : op === 1 ? s.slice(0, at) + s.slice(at + 1) : s.slice(0, at) + t + s.slice(at + 1);
+    }
+    const wire = Buffer.from(s, 'latin1');
+    let a = viaLlhttp(wire);
+    let b = viaDecoder(wire);
+    if (b.startsWith('extra ')) {
+      // the body up to where the decoder says it ended must read the same in llhttp, which
+      // then either refuses the rest or (a stray CRLF) skips it; the decoder closes the
+      // connection instead, like bytes after a content-length body
+      const body = wire.subarray(0, Number(b.slice(6)));
+      b = viaDecoder(body);
+      a = ['extra', b].includes(a) ? viaLlhttp(body) : `${a} (whole input)`;
+    }
+    if (a !== b && differ.length < 10) differ.push(`${JSON.stringify(s)}: llhttp ${a}, decoder ${b}`);
+  }
+  assert.deepEqual(differ, []);
 });

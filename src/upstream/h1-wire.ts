@@ -84,6 +84,8 @@ const LF = 10;
 /** a chunk-size line (size and extensions) longer than this is refused, as Node's own server does */
 const MAX_CHUNK_LINE = 16 * 1024;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** chunk-ext (RFC 9112 §7.1.1): `;name`, `;name=token` or `;name="quoted"` after optional BWS; an empty value passes, as llhttp lets it */
+const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"|))?)+[ \t]*$/;
 // eslint-disable-next-line no-control-regex
 const BAD_FIELD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 
@@ -148,9 +150,10 @@ export class ChunkedDecoder {
           } else if (c === CR) {
             this.st = St.SizeLf;
           } else if (c === 0x3b) {
-            // an extension: ignored, as RFC 9112 allows
+            // an extension: checked, then ignored, as RFC 9112 allows
             this.st = St.Ext;
             this.lineBytes = 1;
+            this.line = ';';
           } else if (c === 0x20 || c === 0x09) {
             this.st = St.SizeWs;
           } else {
@@ -161,17 +164,25 @@ export class ChunkedDecoder {
         case St.SizeWs: {
           // whitespace after the size may only lead to an extension
           const c = buf[i]!;
-          if (c === 0x3b) this.st = St.Ext;
-          else if (c === CR) this.st = St.SizeLf;
+          if (c === 0x3b) {
+            this.st = St.Ext;
+            this.line = ';';
+          } else if (c === CR) this.st = St.SizeLf;
           else if (c !== 0x20 && c !== 0x09) return bad('HPE_INVALID_CHUNK_SIZE');
           else if (++this.lineBytes > MAX_CHUNK_LINE) return bad('HPE_CHUNK_EXTENSIONS_OVERFLOW');
           break;
         }
         case St.Ext: {
-          const c = buf[i]!;
-          if (c === CR) this.st = St.SizeLf;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) return bad('HPE_STRICT');
-          else if (++this.lineBytes > MAX_CHUNK_LINE) return bad('HPE_CHUNK_EXTENSIONS_OVERFLOW');
+          const cr = buf.indexOf(CR, i);
+          const stop = cr < 0 ? end : cr;
+          this.lineBytes += stop - i;
+          if (this.lineBytes > MAX_CHUNK_LINE) return bad('HPE_CHUNK_EXTENSIONS_OVERFLOW');
+          this.line += buf.toString('latin1', i, stop);
+          i = stop;
+          if (cr < 0) continue;
+          if (!CHUNK_EXT.test(this.line)) return bad('HPE_STRICT');
+          this.line = '';
+          this.st = St.SizeLf;
           break;
         }
         case St.SizeLf: {
