@@ -27,7 +27,7 @@ import { reasonMessage, type VerifyReason } from '../tls/verify-result.js';
 import { buildIdentity } from '../pki/identity.js';
 import type { Identity } from '../pki/identity-types.js';
 import { readCerts } from '../pki/pem.js';
-import { explainVerify, rfc4514, RESULT_OF_CODE } from '../pki/verify.js';
+import { explainVerify, RESULT_OF_CODE } from '../pki/verify.js';
 import { ErrorCodes, HttpErrors, PortcullisError } from '../errors.js';
 import { explainRoute, explainRule, type Verdict } from './policy-explain.js';
 

@@ -195,7 +195,6 @@ function upstreamKind(u: Raw | undefined): Kind {
   return http && tcp ? 'mixed' : http ? 'http' : tcp ? 'tcp' : undefined;
 }
 
-const WILDCARDS = new Set(['0.0.0.0', '::']);
 /** Would binding both fail? Same host, or a wildcard that covers the other IP literal. */
 function overlaps(a: string, b: string): boolean {
   if (a.toLowerCase() === b.toLowerCase()) return true;

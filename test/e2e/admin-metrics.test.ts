@@ -1,7 +1,7 @@
 // The admin listener and metrics end to end: a request through the proxy moves the right
 // counters, a failed handshake is classified, /readyz follows the workers, /status shows
 // the certificates.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';

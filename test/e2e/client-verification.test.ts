@@ -1,6 +1,6 @@
 // Client certificate verification through the real CLI with real clients (curl, openssl
 // s_client, Node https): what is accepted, what is refused, and what the upstream saw.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';

@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { useProxy, tlsListener } from '../helpers/proxy.js';
 
 const fx = useProxy(({ pki, up }) => ({

@@ -12,7 +12,6 @@ import http from 'node:http';
 import dns from 'node:dns';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { startCli, tempDir, cleanup, eventually } from '../helpers/proxy.js';
 import { get, metrics, sample } from '../helpers/http-get.js';
 import { freePort } from '../helpers/upstream-process.js';

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Frontend } from '../frontend.js';
 import { connRules, type ConnState, type ListenerRuntime } from '../context.js';
-import type { TcpConnectError, TcpEndpoint, TcpUpstream } from '../../upstream/tcp-upstream.js';
+import type { TcpConnectError, TcpEndpoint } from '../../upstream/tcp-upstream.js';
 import { authorize, type Decision } from '../../policy/authorize.js';
 import { writeAccess } from '../../telemetry/telemetry.js';
 import { proxyV1Header, proxyV2Header, type ConnectionAddresses, type SslFacts } from './proxy-protocol.js';
