@@ -3,7 +3,6 @@
 // time of a process tree from /proc.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 
 /** Raise the soft fd limit as far as the hard limit allows (10k idle connections need it). */
 export const RAISE_FD_LIMIT = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"';
@@ -234,14 +233,5 @@ export async function waitQuiet(ours: number[], thresholdPct: number, maxWaitMs:
   }
 }
 
-/** A port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => res(port));
-    });
-  });
-}
+// Free ports come from the tests' helper, which never hands out one port twice in a call.
+export { freePort, freePorts } from '../test/helpers/ports.js';

@@ -13,7 +13,7 @@ import { startNginx, upstreamConf } from './nginx.js';
 import { makePki } from './pki.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
 import { waitReady } from './probe.js';
-import { freePort, killAllStarted, stopProcess } from './proc.js';
+import { freePorts, killAllStarted, stopProcess } from './proc.js';
 import { buildShim, ensureTools } from './tools.js';
 import { runWrk } from './wrk.js';
 import { runH2load } from './h2load.js';
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   try {
     const shim = buildShim(tools.gcc, join(repoRoot, 'bench', 'wrk-shim.c'), dir);
     const pki = await makePki(dir);
-    const [upPort, pcPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    const [upPort, pcPort, adminPort] = (await freePorts(3)) as [number, number, number];
     const upConf = join(dir, 'upstream.conf');
     writeFileSync(upConf, upstreamConf(dir, upPort, join(dir, 'none'), 4096));
     const upstream = startNginx(tools.nginx, 'upstream', dir, upConf);

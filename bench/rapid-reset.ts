@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { makePki, type BenchPki } from './pki.js';
 import { proxyConf, startNginx, upstreamConf } from './nginx.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
-import { freePort, killAllStarted, sleep, stopProcess, treeCpuSeconds, type Proc } from './proc.js';
+import { freePorts, killAllStarted, sleep, stopProcess, treeCpuSeconds, type Proc } from './proc.js';
 import { get, waitReady } from './probe.js';
 import { ensureTools } from './tools.js';
 
@@ -242,7 +242,7 @@ async function main(): Promise<void> {
     mkdirSync(join(dir, 'www'));
     const big = join(dir, 'www', 'big.bin');
     writeFileSync(big, 'x');
-    const [upPort, pcPort, ngPort, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number];
+    const [upPort, pcPort, ngPort, adminPort] = (await freePorts(4)) as [number, number, number, number];
     const fd = 65536;
     writeFileSync(join(dir, 'upstream.conf'), upstreamConf(dir, upPort, big, fd));
     const upstream = startNginx(tools.nginx, 'upstream', dir, join(dir, 'upstream.conf'));

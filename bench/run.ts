@@ -20,7 +20,7 @@ import { proxyConf, startNginx, upstreamConf } from './nginx.js';
 import { makePki } from './pki.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
 import { get, waitReady } from './probe.js';
-import { freePort, killAllStarted, RAISE_FD_LIMIT, runTimed, stopProcess, waitQuiet, type Proc } from './proc.js';
+import { freePorts, killAllStarted, RAISE_FD_LIMIT, runTimed, stopProcess, waitQuiet, type Proc } from './proc.js';
 import { medians, renderTable, summariseNginxLog, summarisePortcullisLog, SYSTEMS, type MetricValue, type SystemName } from './report.js';
 import { BUSY_PCT, METRICS, runTest, type Env, type RunRecord, type TestName } from './tests.js';
 import { buildShim, ensureTools } from './tools.js';
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     truncateSync(big, s.streamBytes); // sparse: no disk used, nginx sends it with sendfile
     chmodSync(big, 0o644);
 
-    const [upPort, pcPort, ngPort, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()] as [number, number, number, number];
+    const [upPort, pcPort, ngPort, adminPort] = (await freePorts(4)) as [number, number, number, number];
     const upConfPath = join(dir, 'upstream.conf');
     writeFileSync(upConfPath, upstreamConf(dir, upPort, big, limit));
     const upstream = startNginx(tools.nginx, 'upstream', dir, upConfPath);

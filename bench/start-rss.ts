@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { makePki } from './pki.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
 import { tail } from './probe.js';
-import { freePort, killAllStarted, processTree, sleep, stopProcess, type Proc } from './proc.js';
+import { freePorts, killAllStarted, processTree, sleep, stopProcess, type Proc } from './proc.js';
 
 interface ProcMem {
   pid: number;
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   try {
     const pki = await makePki(dir);
     for (let round = 1; round <= rounds; round++) {
-      const [port, adminPort, upstreamPort] = [await freePort(), await freePort(), await freePort()];
+      const [port, adminPort, upstreamPort] = (await freePorts(3)) as [number, number, number];
       // nothing listens on the upstream port: start-up never connects to it
       const proc = startPortcullis(repoRoot, dir, portcullisConfig(port, adminPort, upstreamPort, pki, workers), {}, `portcullis-${round}`, node, nodeArgs);
       try {
