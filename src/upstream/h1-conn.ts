@@ -346,17 +346,13 @@ export class H1Conn {
   private takeChunked(dec: ChunkedDecoder, chunk: Buffer, off: number): void {
     const r = dec.feed(chunk, off, this.onPiece);
     if (r === -1 || this.socket.destroyed) return;
+    this.chunked = null;
     if (r instanceof Error) {
-      this.chunked = null;
       this.fail(r);
       return;
     }
-    this.chunked = null;
     this.flushed = dec.trailers;
-    this.parser.initialize(HTTPParser.RESPONSE, {}, this.pool.options.maxHeaderSize ?? 0, 0);
-    this.onMessageComplete();
-    if (r < chunk.length) this.broken = true;
-    this.settle();
+    this.bodyDone(r < chunk.length);
   }
 
   /** A content-length body, sliced from the socket's chunks (zero copy). */
@@ -369,11 +365,16 @@ export class H1Conn {
       off += n;
     }
     if (this.bodyLeft > 0 || this.socket.destroyed) return;
-    // the body is complete: the parser starts afresh for the next response
+    this.bodyDone(off < chunk.length);
+  }
+
+  /** A body read without the parser is complete; `extra`: bytes follow it in the same read. */
+  private bodyDone(extra: boolean): void {
+    // the parser starts afresh for the next response
     this.parser.initialize(HTTPParser.RESPONSE, {}, this.pool.options.maxHeaderSize ?? 0, 0);
     this.onMessageComplete();
     // anything after the body was not asked for
-    if (off < chunk.length) this.broken = true;
+    if (extra) this.broken = true;
     this.settle();
   }
 

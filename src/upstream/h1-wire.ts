@@ -83,9 +83,12 @@ const CR = 13;
 const LF = 10;
 /** a chunk-size line (size and extensions) longer than this is refused, as Node's own server does */
 const MAX_CHUNK_LINE = 16 * 1024;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 token characters */
+const TCHAR = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]";
+const TOKEN = new RegExp(`^${TCHAR}+$`);
+const QUOTED = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
 /** chunk-ext (RFC 9112 §7.1.1): `;name`, `;name=token` or `;name="quoted"` after optional BWS; an empty value passes, as llhttp lets it */
-const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"|))?)+[ \t]*$/;
+const CHUNK_EXT = new RegExp(`^(?:[ \\t]*;[ \\t]*${TCHAR}+(?:[ \\t]*=[ \\t]*(?:${TCHAR}+|${QUOTED}|))?)+[ \\t]*$`);
 // eslint-disable-next-line no-control-regex
 const BAD_FIELD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 
