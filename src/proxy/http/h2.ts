@@ -410,7 +410,7 @@ function onStream(stream: ServerHttp2Stream, st: SessionState, headers: Incoming
     if (conn.refusal && session && !session.closed) session.close();
   };
   // a refused connection's answer comes before any check of the request itself
-  const refused = connectionRefusal(conn, randomUUID());
+  const refused = connectionRefusal(conn);
   if (refused) return fail(refused.code, refused.message, refused.requestId, { decision: refused.decision });
   if (early) return fail(early.code, early.message, randomUUID(), {});
 

@@ -86,12 +86,14 @@ function refusal(requestId: string, code: HttpErrorCode, message: string, extra:
  * The answer to every request on a connection whose certificate was refused after the
  * handshake (tls.reject: http; pins, OCSP, cert_policy): checked before anything else, so
  * such a request is never routed and nothing of it is forwarded; the connection closes
- * after the answer. Front ends call it before their own protocol checks too.
+ * after the answer. Front ends call it before their own protocol checks too. Without a
+ * request id, a new one is made only for a refusal (one UUID per request is a measurable
+ * share of what an HTTP/2 request allocates).
  */
-export function connectionRefusal(conn: ConnState, requestId: string): Refusal | undefined {
+export function connectionRefusal(conn: ConnState, requestId?: string): Refusal | undefined {
   const r = conn.refusal;
   if (!r) return undefined;
-  return refusal(requestId, r.code, r.message, { close: true, decision: { allowed: false, reason: r.code === 'client_certificate_invalid' ? r.message : `${r.reason}: ${r.message}` } });
+  return refusal(requestId ?? randomUUID(), r.code, r.message, { close: true, decision: { allowed: false, reason: r.code === 'client_certificate_invalid' ? r.message : `${r.reason}: ${r.message}` } });
 }
 
 export function admitRequest(input: RequestInput): Admission | Refusal {
