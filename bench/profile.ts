@@ -5,6 +5,12 @@
 // prints the worker's self time grouped by where the code lives (portcullis' own modules,
 // Node's JavaScript, native/GC/idle) and the top functions. Use it before and after a
 // change; docs/performance.md records the breakdowns.
+//
+// BENCH_PROFILE_KIND=heap measures memory work instead of CPU: V8's sampling heap
+// profiler (bench/heap-sampler.ts) over two equal windows of the load, the first counting
+// every allocation, the second only what no scavenge freed (what ends in the old
+// generation and has to wait for a full mark-compact: the part of allocation that costs
+// GC time), both printed in KB per request with the top allocation sites.
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -13,10 +19,50 @@ import { startNginx, upstreamConf } from './nginx.js';
 import { makePki } from './pki.js';
 import { portcullisConfig, startPortcullis } from './portcullis.js';
 import { waitReady } from './probe.js';
-import { freePorts, killAllStarted, stopProcess } from './proc.js';
+import { freePorts, killAllStarted, processTree, stopProcess } from './proc.js';
 import { buildShim, ensureTools } from './tools.js';
 import { runWrk } from './wrk.js';
 import { runH2load } from './h2load.js';
+
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** Bytes by allocating function (self), from a sampling heap profile. */
+function heapSites(root: HeapNode): { total: number; sites: Map<string, number> } {
+  const sites = new Map<string, number>();
+  let total = 0;
+  const walk = (n: HeapNode) => {
+    if (n.selfSize) {
+      const { functionName: fn, url, lineNumber } = n.callFrame;
+      const key = `${fn || '(anonymous)'} ${url ? `${url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${lineNumber + 1}` : ''}`;
+      sites.set(key, (sites.get(key) ?? 0) + n.selfSize);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(root);
+  return { total, sites };
+}
+
+/** Each window's bytes divided by that window's own request count. */
+function heapReport(all: HeapNode, allRequests: number, survived: HeapNode, survivedRequests: number, top: number): string {
+  const a = heapSites(all);
+  const s = heapSites(survived);
+  const kb = (bytes: number, requests: number) => `${(bytes / Math.max(1, requests) / 1024).toFixed(2)} KB`;
+  const share = s.total / Math.max(1, survivedRequests) / (a.total / Math.max(1, allRequests));
+  const lines = [
+    `allocated per request: ${kb(a.total, allRequests)}; not freed by a scavenge: ${kb(s.total, survivedRequests)} (${(share * 100).toFixed(0)}%)`,
+    '',
+    `top ${top} allocation sites, per request (all / not freed by a scavenge):`,
+  ];
+  for (const [site, bytes] of [...a.sites].sort((x, y) => y[1] - x[1]).slice(0, top)) {
+    lines.push(`  ${kb(bytes, allRequests).padStart(10)} / ${kb(s.sites.get(site) ?? 0, survivedRequests).padStart(10)}  ${site}`);
+  }
+  return lines.join('\n');
+}
 
 interface Node {
   id: number;
@@ -77,6 +123,8 @@ async function main(): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
   const repoRoot = resolve(here, '..', '..');
   const test = (process.env.BENCH_ONLY ?? 'handshake') as 'handshake' | 'keepalive' | 'h2';
+  const kind = process.env.BENCH_PROFILE_KIND ?? 'cpu';
+  if (kind !== 'cpu' && kind !== 'heap') throw new Error(`BENCH_PROFILE_KIND must be cpu or heap, not ${kind}`);
   const durationS = Number(process.env.BENCH_DURATION ?? 10);
   const tools = ensureTools();
   const dir = mkdtempSync(join(os.tmpdir(), 'portcullis-profile-'));
@@ -91,11 +139,12 @@ async function main(): Promise<void> {
     writeFileSync(upConf, upstreamConf(dir, upPort, join(dir, 'none'), 4096));
     const upstream = startNginx(tools.nginx, 'upstream', dir, upConf);
     await waitReady(upstream, upPort);
-    const proc = startPortcullis(repoRoot, dir, portcullisConfig(pcPort, adminPort, upPort, pki, 1), {}, 'portcullis', process.execPath, [
-      '--cpu-prof',
-      `--cpu-prof-dir=${profDir}`,
-      `--cpu-prof-interval=${process.env.BENCH_PROFILE_INTERVAL_US ?? 200}`,
-    ]);
+    const nodeArgs =
+      kind === 'heap'
+        ? [`--import=${join(here, 'heap-sampler.js')}`]
+        : ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-interval=${process.env.BENCH_PROFILE_INTERVAL_US ?? 200}`];
+    const env: Record<string, string> = kind === 'heap' ? { BENCH_HEAP_DIR: profDir } : {};
+    const proc = startPortcullis(repoRoot, dir, portcullisConfig(pcPort, adminPort, upPort, pki, 1), env, 'portcullis', process.execPath, nodeArgs);
     await waitReady(proc, pcPort, pki);
     const closeEach = test === 'handshake';
     const url = `https://127.0.0.1:${pcPort}/`;
@@ -105,6 +154,28 @@ async function main(): Promise<void> {
         ? runH2load({ h2load: 'h2load', shim, pki, url, clients: 4, streams: 16, durationS: s })
         : runWrk({ wrk: tools.wrk, shim, pki, url, connections: 64, durationS: s, closeEach, noResume: true });
     await load(2);
+    if (kind === 'heap') {
+      // the worker is the primary's child; two windows of the same load, one per sampling mode
+      const worker = processTree(proc.pid).find((pid) => pid !== proc.pid);
+      if (worker === undefined) throw new Error('no worker process found under the primary');
+      const profiles: HeapNode[] = [];
+      const requests: number[] = [];
+      for (const name of ['all', 'survived']) {
+        process.kill(worker, 'SIGUSR2');
+        const r = await load(durationS);
+        requests.push(r.requests);
+        process.kill(worker, 'SIGUSR2');
+        const file = join(profDir, `${worker}-${name}.heapprofile`);
+        const deadline = Date.now() + 10_000;
+        while (!readdirSync(profDir).includes(`${worker}-${name}.heapprofile`) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+        profiles.push((JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head);
+        console.log(`bench:profile: ${test}, ${name === 'all' ? 'every allocation' : 'what no scavenge freed'}: ${r.requests} requests, ${r.requestsPerSec.toFixed(0)} req/s over ${durationS} s`);
+      }
+      await stopProcess(proc, 15_000);
+      await stopProcess(upstream);
+      console.log(heapReport(profiles[0]!, requests[0]!, profiles[1]!, requests[1]!, Number(process.env.BENCH_PROFILE_TOP ?? 20)));
+      return;
+    }
     const r = await load(durationS);
     console.log(`bench:profile: ${test}, ${r.requestsPerSec.toFixed(0)} ${closeEach ? 'conn' : 'req'}/s over ${durationS} s (profiler on: slower than the bench)`);
     await stopProcess(proc, 15_000);
