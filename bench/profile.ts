@@ -11,7 +11,7 @@
 // every allocation, the second only what no scavenge freed (what ends in the old
 // generation and has to wait for a full mark-compact: the part of allocation that costs
 // GC time), both printed in KB per request with the top allocation sites.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,14 +30,18 @@ interface HeapNode {
   children: HeapNode[];
 }
 
+/** "function file:line" of a profile frame, the same for CPU and heap profiles. */
+function frameName(f: { functionName: string; url: string; lineNumber: number }): string {
+  return `${f.functionName || '(anonymous)'} ${f.url ? `${f.url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${f.lineNumber + 1}` : ''}`;
+}
+
 /** Bytes by allocating function (self), from a sampling heap profile. */
 function heapSites(root: HeapNode): { total: number; sites: Map<string, number> } {
   const sites = new Map<string, number>();
   let total = 0;
   const walk = (n: HeapNode) => {
     if (n.selfSize) {
-      const { functionName: fn, url, lineNumber } = n.callFrame;
-      const key = `${fn || '(anonymous)'} ${url ? `${url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${lineNumber + 1}` : ''}`;
+      const key = frameName(n.callFrame);
       sites.set(key, (sites.get(key) ?? 0) + n.selfSize);
       total += n.selfSize;
     }
@@ -104,11 +108,11 @@ function analyse(p: Profile, top: number): string {
   const fns = new Map<string, number>();
   for (const [id, us] of self) {
     const n = byId.get(id)!;
-    const { functionName: fn, url, lineNumber } = n.callFrame;
+    const { functionName: fn, url } = n.callFrame;
     if (fn === '(idle)') continue;
     const c = category(url, fn);
     cats.set(c, (cats.get(c) ?? 0) + us);
-    const key = `${fn || '(anonymous)'} ${url ? `${url.replace(/^.*\/dist\//, '').replace(/^file:\/\//, '')}:${lineNumber + 1}` : ''}`;
+    const key = frameName(n.callFrame);
     fns.set(key, (fns.get(key) ?? 0) + us);
   }
   const pct = (us: number) => `${((us / busy) * 100).toFixed(1).padStart(5)}%`;
@@ -167,7 +171,7 @@ async function main(): Promise<void> {
         process.kill(worker, 'SIGUSR2');
         const file = join(profDir, `${worker}-${name}.heapprofile`);
         const deadline = Date.now() + 10_000;
-        while (!readdirSync(profDir).includes(`${worker}-${name}.heapprofile`) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+        while (!existsSync(file) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
         profiles.push((JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head);
         console.log(`bench:profile: ${test}, ${name === 'all' ? 'every allocation' : 'what no scavenge freed'}: ${r.requests} requests, ${r.requestsPerSec.toFixed(0)} req/s over ${durationS} s`);
       }
